@@ -1,0 +1,1 @@
+"""Model implementations shipped with tfxai (architectures and offline weight converters)."""
