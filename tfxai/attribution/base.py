@@ -1,0 +1,400 @@
+"""The Attributer contract, parameter validation, the method registry and map post-processing.
+
+Every attribution method is one class deriving from :class:`Attributer`:
+
+* ``name``: the registry id (``"saliency"``, ``"gradcam"``, ...);
+* ``params_spec``: its keyword parameters as :class:`Param` entries, validated at construction;
+  an unknown parameter or a bad value raises a ``ValueError`` naming it;
+* ``_attribute(x, targets, seeds)``: the batched core on one chunk of at most ``batch_size``
+  images. ``x`` is a float32 tensor of RGB 0..255 images at the backbone's input size,
+  ``targets`` an int32 tensor of class indices, ``seeds`` an int64 array of per-image seeds
+  (random methods derive their noise from them, so results do not depend on batching or sharding).
+
+:meth:`Attributer.attribute` returns the **raw attribution**: a signed float32 numpy array in input
+space, (N, H, W, 3) or (N, H, W). :func:`to_map` turns it into the normalised (N, H, W) map used
+for localisation, SSIM and pictures.
+
+Perturbations, baselines and noise are defined in [0, 1]-scaled input space: σ = 0.15 means
+0.15·255 in 0..255 units (REFERENCE.md, Conventions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "Param",
+    "Attributer",
+    "register",
+    "register_tunnel",
+    "get_attributer",
+    "list_methods",
+    "method_info",
+    "to_map",
+    "MAP_REDUCE",
+    "MAP_SCALE",
+    "canonical_params",
+]
+
+_NONE = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A method parameter: default, type, allowed values or check, and a one-line doc.
+
+    ``hashed=False`` marks execution parameters (chunk sizes) that do not change the result and
+    are therefore not part of the recorded ``method_params``.
+    """
+
+    default: Any
+    kind: type | tuple[type, ...] = object
+    doc: str = ""
+    choices: Sequence[Any] | None = None
+    check: Callable[[Any], bool] | None = None
+    check_doc: str = ""
+    hashed: bool = True
+    nullable: bool = False
+
+    def validate(self, method: str, name: str, value: Any) -> Any:
+        if value is None and (self.nullable or self.default is None):
+            return None
+        value = _coerce(value, self.kind)
+        if not _isinstance(value, self.kind):
+            raise ValueError(
+                f"{method}: parameter {name!r} must be {_kind_name(self.kind)}, got {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"{method}: parameter {name!r} must be one of {list(self.choices)}, got {value!r}"
+            )
+        if self.check is not None and not self.check(value):
+            raise ValueError(
+                f"{method}: parameter {name!r} {self.check_doc or 'is invalid'}, got {value!r}"
+            )
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _isinstance(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds and object not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def _coerce(value: Any, kind: type | tuple[type, ...]) -> Any:
+    """Accept ints for floats and numpy scalars; strings from the CLI are parsed before this."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def canonical_params(params: dict[str, Any]) -> str:
+    """Canonical JSON of a parameter dict (sorted keys, no spaces): the recorded ``*_params``."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def validate_params(
+    owner: str, spec: dict[str, Param], given: dict[str, Any]
+) -> dict[str, Any]:
+    """Defaults merged with ``given``; unknown names and bad values raise ``ValueError``."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        known = ", ".join(sorted(spec)) or "none"
+        raise ValueError(f"{owner}: unknown parameter(s) {unknown}; known parameters: {known}")
+    return {k: p.validate(owner, k, given.get(k, p.default)) for k, p in spec.items()}
+
+
+_positive_int = Param(16, int, "images per internal forward/backward chunk",
+                      check=lambda v: v > 0, check_doc="must be > 0", hashed=False)
+
+
+class Attributer:
+    """Base class of every attribution method. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    #: one-line description with the paper, shown by ``tfxai methods``
+    summary: ClassVar[str] = ""
+    params_spec: ClassVar[dict[str, Param]] = {}
+    #: default post-processing for maps of this method (see :func:`to_map`)
+    map_defaults: ClassVar[dict[str, Any]] = {"reduce": "sum", "absolute": False, "scale": "max"}
+    #: "input": computed at input resolution; "layer": computed at a layer and upsampled bilinearly
+    resolution: ClassVar[str] = "input"
+    #: True when the method draws random numbers (then ``seed`` is a recorded parameter)
+    stochastic: ClassVar[bool] = False
+    #: True when the method can be re-run on new inputs (False for stored-only attributions)
+    rerunnable: ClassVar[bool] = True
+
+    def __init__(self, backbone: Any, **params: Any) -> None:
+        self.backbone = backbone
+        spec = dict(self.params_spec)
+        spec.setdefault("batch_size", _positive_int)
+        if self.stochastic:
+            spec.setdefault("seed", Param(0, int, "base random seed"))
+        self._spec = spec
+        self.params = validate_params(self.name, spec, params)
+        self.batch_size: int = int(self.params["batch_size"])
+        self._setup()
+
+    # ------------------------------------------------------------------ overridables
+    def _setup(self) -> None:
+        """Build compiled functions once (called at the end of ``__init__``)."""
+
+    def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def key(self) -> str:
+        """The method id as written in results (``method`` column)."""
+        return self.name
+
+    def method_params(self) -> dict[str, Any]:
+        """The recorded parameters (execution-only parameters excluded)."""
+        return {k: v for k, v in self.params.items() if self._spec[k].hashed}
+
+    def method_params_json(self) -> str:
+        return canonical_params(self.method_params())
+
+    def attribute(
+        self,
+        images: Any,
+        targets: Any = None,
+        seeds: Any = None,
+    ) -> np.ndarray:
+        """Raw attributions of ``images`` (RGB 0..255, (N, H, W, 3)) for ``targets``.
+
+        Args:
+            images: float array at the backbone's input size.
+            targets: int class indices (N,), or ``None`` for the predicted class.
+            seeds: per-image seeds (N,) for random methods; default ``seed + arange(N)``.
+
+        Returns:
+            float32 array (N, H, W, 3) or (N, H, W), signed, in input space.
+        """
+        x = np.asarray(images, dtype=np.float32)
+        self.backbone._check_images(x)
+        n = len(x)
+        t = self.resolve_targets(x, targets)
+        s = self.resolve_seeds(n, seeds)
+        chunks = []
+        for i in range(0, n, self.batch_size):
+            xs = tf.constant(x[i : i + self.batch_size])
+            ts = tf.constant(t[i : i + self.batch_size], dtype=tf.int32)
+            out = self._attribute(xs, ts, s[i : i + self.batch_size])
+            chunks.append(out.numpy() if isinstance(out, tf.Tensor) else np.asarray(out))
+        if not chunks:
+            return np.zeros((0, *x.shape[1:]), np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    explain = attribute  # Xplique's name
+
+    def resolve_targets(self, images: np.ndarray, targets: Any) -> np.ndarray:
+        if targets is None:
+            return self.backbone.predict_logits(images).argmax(axis=1).astype(np.int32)
+        t = np.asarray(targets).reshape(-1)
+        if len(t) != len(images):
+            raise ValueError(f"{self.name}: {len(t)} targets for {len(images)} images")
+        if np.any(t < 0) or np.any(t >= self.backbone.num_classes):
+            raise ValueError(
+                f"{self.name}: targets must be class indices in 0..{self.backbone.num_classes - 1}"
+            )
+        return t.astype(np.int32)
+
+    def resolve_seeds(self, n: int, seeds: Any) -> np.ndarray:
+        base = int(self.params.get("seed", 0))
+        if seeds is None:
+            return (base + np.arange(n)).astype(np.int64)
+        s = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        if len(s) != n:
+            raise ValueError(f"{self.name}: {len(s)} seeds for {n} images")
+        return s + base
+
+    def to_map(self, raw: np.ndarray, **overrides: Any) -> np.ndarray:
+        """:func:`to_map` with this method's defaults, overridden by ``overrides``."""
+        return to_map(raw, **{**self.map_defaults, **overrides})
+
+    def map_params(self, **overrides: Any) -> dict[str, Any]:
+        return {**self.map_defaults, **overrides}
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def compile(self, fn: Callable[..., Any], extra: Sequence[tf.TensorSpec] = ()) -> Any:
+        """``tf.function`` of ``fn(x, targets, *extra)`` with a fixed signature (no retracing)."""
+        h, w = self.backbone.input_size
+        sig = [tf.TensorSpec((None, h, w, 3), tf.float32), tf.TensorSpec((None,), tf.int32)]
+        return tf.function(fn, input_signature=[*sig, *extra], reduce_retracing=True)
+
+    def upsample(self, maps: tf.Tensor) -> tf.Tensor:
+        """Bilinear upsampling of (N, h, w) layer maps to the input size (N, H, W)."""
+        return tf.image.resize(maps[..., None], self.backbone.input_size, method="bilinear")[
+            ..., 0
+        ]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.method_params_json()})"
+
+
+# --------------------------------------------------------------------------------------- registry
+
+METHODS: dict[str, type[Attributer]] = {}
+TUNNELS: dict[str, type] = {}
+
+
+def register(cls: type[Attributer]) -> type[Attributer]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def register_tunnel(cls: type) -> type:
+    """Class decorator adding a noise-tunnel wrapper (``method+<name>``)."""
+    TUNNELS[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    import tfxai.attribution  # noqa: F401  (imports every method module)
+
+
+def list_methods() -> list[str]:
+    """Registered method ids; wrap any of them with ``+smoothgrad`` etc."""
+    _ensure_loaded()
+    return sorted(METHODS)
+
+
+def method_info() -> list[dict[str, Any]]:
+    """One dict per method and tunnel: name, summary, parameters with defaults."""
+    _ensure_loaded()
+    rows = []
+    for name, cls in sorted({**METHODS, **{f"+{k}": v for k, v in TUNNELS.items()}}.items()):
+        spec = getattr(cls, "params_spec", {})
+        rows.append({
+            "name": name,
+            "summary": getattr(cls, "summary", ""),
+            "params": {k: p.default for k, p in spec.items()},
+            "docs": {k: p.doc for k, p in spec.items()},
+        })
+    return rows
+
+
+def get_attributer(name: str, backbone: Any, **params: Any) -> Attributer:
+    """Build a method by id; ``"<method>+<tunnel>"`` wraps it in a noise tunnel.
+
+    For a wrapped method, parameters named in the tunnel's ``params_spec`` go to the tunnel and the
+    rest to the inner method.
+    """
+    _ensure_loaded()
+    base, _, tunnel = name.partition("+")
+    if base not in METHODS:
+        raise ValueError(f"unknown method {base!r}; known methods: {', '.join(sorted(METHODS))}")
+    if not tunnel:
+        return METHODS[base](backbone, **params)
+    if tunnel not in TUNNELS:
+        raise ValueError(
+            f"unknown noise tunnel {tunnel!r} in {name!r}; known: {', '.join(sorted(TUNNELS)) or 'none'}"
+        )
+    tcls = TUNNELS[tunnel]
+    tspec = set(getattr(tcls, "params_spec", {}))
+    inner = METHODS[base](backbone, **{k: v for k, v in params.items() if k not in tspec})
+    return tcls(inner, **{k: v for k, v in params.items() if k in tspec})
+
+
+# --------------------------------------------------------------------------------------- maps
+
+MAP_REDUCE = ("sum", "max_abs", "l2", "mean")
+MAP_SCALE = ("max", "minmax", "none")
+
+
+def _reduce_channels(raw: np.ndarray, reduce: str) -> np.ndarray:
+    if raw.ndim == 3:
+        return raw.astype(np.float32, copy=True)
+    if raw.ndim != 4:
+        raise ValueError(f"attribution must be (N, H, W) or (N, H, W, C), got shape {raw.shape}")
+    if reduce == "sum":
+        return raw.sum(axis=-1, dtype=np.float32)
+    if reduce == "mean":
+        return raw.mean(axis=-1, dtype=np.float32)
+    if reduce == "max_abs":
+        return np.abs(raw).max(axis=-1).astype(np.float32)
+    if reduce == "l2":
+        return np.sqrt((raw.astype(np.float32) ** 2).sum(axis=-1))
+    raise ValueError(f"reduce must be one of {MAP_REDUCE}, got {reduce!r}")
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    den = np.where(np.isfinite(den) & (den > 0), den, 1.0)
+    return num / den
+
+
+def to_map(
+    raw: np.ndarray,
+    reduce: str = "sum",
+    absolute: bool = False,
+    scale: str = "max",
+    threshold: str | None = None,
+    k: float = 0.5,
+    percentile: float = 50.0,
+) -> np.ndarray:
+    """Normalised (N, H, W) float32 maps from raw attributions.
+
+    Args:
+        raw: (N, H, W, C) or (N, H, W) raw attributions (a single map without batch axis is not
+            accepted: add it).
+        reduce: channel reduction: ``sum`` (default), ``max_abs`` (Simonyan 2014), ``l2``, ``mean``.
+        absolute: take ``|map|`` after the reduction.
+        scale: ``max`` divides by max |map| (→ [0, 1] for non-negative maps, [−1, 1] for signed),
+            ``minmax`` maps to [0, 1], ``none`` leaves values. All-zero and constant maps stay
+            finite (zero, or zero after ``minmax``).
+        threshold: ``None``, ``sigma`` (values whose |map| is below ``k``·σ(|map|) set to 0, Gattas
+            2020) or ``percentile`` (values whose |map| is below the ``percentile``-th percentile of
+            |map| set to 0).
+        k: multiplier of σ for ``threshold="sigma"``.
+        percentile: percentile for ``threshold="percentile"``.
+
+    Non-finite values are left in place so metrics can detect and report them.
+    """
+    if scale not in MAP_SCALE:
+        raise ValueError(f"scale must be one of {MAP_SCALE}, got {scale!r}")
+    m = _reduce_channels(np.asarray(raw), reduce)
+    if absolute:
+        m = np.abs(m)
+    axes = (1, 2)
+    with np.errstate(invalid="ignore"):
+        if scale == "max":
+            m = _safe_divide(m, np.abs(m).max(axis=axes, keepdims=True))
+        elif scale == "minmax":
+            lo = m.min(axis=axes, keepdims=True)
+            m = _safe_divide(m - lo, m.max(axis=axes, keepdims=True) - lo)
+        if threshold == "sigma":
+            a = np.abs(m)
+            m = np.where(a < k * a.std(axis=axes, keepdims=True), 0.0, m)
+        elif threshold == "percentile":
+            a = np.abs(m)
+            m = np.where(a < np.percentile(a, percentile, axis=axes, keepdims=True), 0.0, m)
+        elif threshold is not None:
+            raise ValueError(f"threshold must be None, 'sigma' or 'percentile', got {threshold!r}")
+    return m.astype(np.float32, copy=False)

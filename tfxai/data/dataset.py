@@ -1,0 +1,229 @@
+"""Image datasets: discovery, labels, annotations and batch loading.
+
+Sources:
+
+* a folder of images (searched recursively); an ImageNet-style folder with one sub-folder per
+  synset gives each image the label of its folder;
+* a text file listing image paths, one per line (relative paths are relative to the list);
+* an explicit list of paths.
+
+Labels come, in that order of precedence, from a CSV ``image,label`` (label: class index or
+synset), the VOC XML annotation, or the folder name when it is a synset.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfxai.data.annotations import Annotation, AnnotationError, parse_voc
+from tfxai.data.imagenet import parse_label, synset_to_index
+from tfxai.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image, resize_image
+
+__all__ = ["Sample", "Batch", "DatasetError", "discover", "load_batch", "iter_batches", "shard"]
+
+
+class DatasetError(ValueError):
+    """A dataset source that cannot be used at all (missing folder, no images, bad CSV)."""
+
+
+@dataclass
+class Sample:
+    """One image of a dataset, before loading."""
+
+    image_id: str
+    path: Path
+    label: int | None = None
+    annotation_path: Path | None = None
+
+    @property
+    def seed_key(self) -> int:
+        """A stable 32-bit key of the image id, used to derive per-image random streams."""
+        return zlib.crc32(self.image_id.encode("utf-8"))
+
+
+@dataclass
+class Batch:
+    """Loaded, resized images with their boxes; failed images are listed in ``errors``."""
+
+    samples: list[Sample]
+    images: np.ndarray  # (N, H, W, 3) float32 0..255
+    boxes: list[np.ndarray | None]
+    box_labels: list[np.ndarray | None]
+    labels: np.ndarray  # (N,) int, -1 when unknown
+    notes: list[list[str]] = field(default_factory=list)
+    errors: list[tuple[Sample, str]] = field(default_factory=list)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [s.image_id for s in self.samples]
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _image_id(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            rel = path.relative_to(root)
+            return rel.with_suffix("").as_posix()
+        except ValueError:
+            pass
+    return path.stem
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    paths = []
+    for line in list_file.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            p = Path(line)
+            paths.append(p if p.is_absolute() else list_file.parent / p)
+    return paths
+
+
+def _read_labels_csv(path: Path) -> dict[str, int | None]:
+    if not path.exists():
+        raise DatasetError(f"labels CSV {str(path)!r} does not exist")
+    out: dict[str, int | None] = {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"image", "label"} <= set(reader.fieldnames):
+            raise DatasetError(f"labels CSV {str(path)!r} needs the columns 'image,label'")
+        for row in reader:
+            try:
+                label = parse_label(row["label"])
+            except ValueError as exc:
+                raise DatasetError(f"{path}: {exc}") from None
+            key = Path(row["image"]).with_suffix("").as_posix()
+            out[key] = label
+            out[Path(key).name] = label
+    return out
+
+
+def discover(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    annotations: str | os.PathLike | None = None,
+    labels_csv: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> list[Sample]:
+    """List the images of a source, sorted by image id, with their label and annotation file.
+
+    Raises:
+        DatasetError: the source does not exist or holds no image.
+    """
+    root: Path | None = None
+    if isinstance(source, (str, os.PathLike)):
+        src = Path(source)
+        if not src.exists():
+            raise DatasetError(f"image source {str(src)!r} does not exist")
+        if src.is_dir():
+            root = src
+            paths = sorted(p for p in src.rglob("*") if _is_image(p))
+        elif src.suffix.lower() in IMAGE_EXTENSIONS:
+            paths = [src]
+        else:
+            paths = _read_list(src)
+    else:
+        paths = [Path(p) for p in source]
+    if not paths:
+        raise DatasetError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {str(source)!r}"
+        )
+    ann_dir = Path(annotations) if annotations is not None else None
+    if ann_dir is not None and not ann_dir.is_dir():
+        raise DatasetError(f"annotations folder {str(ann_dir)!r} does not exist")
+    csv_labels = _read_labels_csv(Path(labels_csv)) if labels_csv is not None else {}
+    samples = []
+    for p in paths:
+        image_id = _image_id(p, root)
+        ann = _find_annotation(p, image_id, ann_dir)
+        label = csv_labels.get(image_id, csv_labels.get(p.stem))
+        if label is None and p.parent != root and root is not None:
+            label = synset_to_index(p.parent.name)
+        samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann))
+    samples.sort(key=lambda s: s.image_id)
+    return samples[:limit] if limit else samples
+
+
+def _find_annotation(path: Path, image_id: str, ann_dir: Path | None) -> Path | None:
+    if ann_dir is None:
+        return None
+    for cand in (ann_dir / f"{image_id}.xml", ann_dir / f"{path.stem}.xml"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def shard(samples: list[Sample], index: int, count: int) -> list[Sample]:
+    """Deterministic shard ``index`` of ``count``: images whose id hashes to that shard."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    return [s for s in samples if s.seed_key % count == index]
+
+
+def _load_one(
+    sample: Sample, size: tuple[int, int], resize: str, want_boxes: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int | None, list[str]]:
+    img = load_image(sample.path)
+    resized, tr = resize_image(img, size, resize)
+    notes: list[str] = []
+    label = sample.label
+    boxes = box_labels = None
+    if sample.annotation_path is not None:
+        ann: Annotation = parse_voc(sample.annotation_path)
+        notes.extend(ann.notes)
+        if ann.width and ann.height and (ann.width, ann.height) != (img.shape[1], img.shape[0]):
+            notes.append(
+                f"annotation size {ann.width}x{ann.height} differs from the image "
+                f"{img.shape[1]}x{img.shape[0]}; boxes used as given"
+            )
+        if len(ann.boxes):
+            boxes, keep = tr.apply(ann.boxes)
+            box_labels = ann.labels[keep]
+            if not keep.all():
+                notes.append(f"{int((~keep).sum())} box(es) outside the resized image dropped")
+            boxes = boxes[keep]
+            if not len(boxes):
+                boxes = box_labels = None
+        if label is None:
+            label = ann.label
+    elif want_boxes:
+        notes.append("no annotation file")
+    return resized, boxes, box_labels, label, notes
+
+
+def load_batch(
+    samples: Sequence[Sample], size: tuple[int, int], resize: str = "squash"
+) -> Batch:
+    """Load and resize a batch. Unreadable images and broken annotations go to ``Batch.errors``."""
+    ok, images, boxes, box_labels, labels, notes, errors = [], [], [], [], [], [], []
+    for s in samples:
+        try:
+            img, b, bl, label, n = _load_one(s, size, resize, want_boxes=False)
+        except (ImageLoadError, AnnotationError) as exc:
+            errors.append((s, str(exc)))
+            continue
+        ok.append(s)
+        images.append(img)
+        boxes.append(b)
+        box_labels.append(bl)
+        labels.append(-1 if label is None else label)
+        notes.append(n)
+    arr = np.stack(images) if images else np.zeros((0, *size, 3), np.float32)
+    return Batch(ok, arr, boxes, box_labels, np.asarray(labels, dtype=np.int64), notes, errors)
+
+
+def iter_batches(
+    samples: Sequence[Sample], size: tuple[int, int], batch_size: int, resize: str = "squash"
+) -> Iterator[Batch]:
+    """Stream batches from disk; only one batch of images is in memory at a time."""
+    for i in range(0, len(samples), batch_size):
+        yield load_batch(samples[i : i + batch_size], size, resize)
