@@ -595,14 +595,11 @@ def _module_map() -> dict[str, str]:
         "_fc": "predictions",
     }
     for i, block in enumerate(_blocks()):
-        for torch_name, keras_suffix in (
-            ("_expand_conv", "expand_conv"),
-            ("_bn0", "expand_bn"),
-            ("_depthwise_conv", "dwconv"),
-            ("_bn1", "bn"),
-            ("_project_conv", "project_conv"),
-            ("_bn2", "project_bn"),
-        ):
+        parts = [("_depthwise_conv", "dwconv"), ("_bn1", "bn")]
+        parts += [("_project_conv", "project_conv"), ("_bn2", "project_bn")]
+        if block.expand != 1:  # the first block has no expansion conv
+            parts += [("_expand_conv", "expand_conv"), ("_bn0", "expand_bn")]
+        for torch_name, keras_suffix in parts:
             mapping[f"_blocks.{i}.{torch_name}"] = f"{block.name}_{keras_suffix}"
     return mapping
 
