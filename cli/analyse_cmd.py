@@ -1,0 +1,127 @@
+"""``tfxai analyse``: summaries, the reliability test, plots and report.html from results folders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from tfxai.analysis import AnalysisOptions, ResultsError
+from tfxai.analysis import analyse as run_analysis
+from tfxai.analysis.modelinfo import parse_assignments
+from tfxai.analysis.reliability import verdicts
+from tfxai.analysis.summary import parse_by
+
+
+def _fmt(value: float) -> str:
+    """A number for a message (NaN shown as n/a)."""
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.3f}"
+    )
+
+
+@click.command("analyse")
+@click.argument(
+    "results_dirs", metavar="[RESULTS_DIR ...]", nargs=-1, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--by",
+    default="model,method",
+    show_default=True,
+    help="Grouping of summary.csv besides metric and variant: any of model, method, band, "
+    "architecture, weights, run.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder. Default: the results folder when one is given, else ./analysis.",
+)
+@click.option(
+    "--high-confidence",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.9,
+    show_default=True,
+    help="Confidence band threshold: high when top-1 probability > this.",
+)
+@click.option(
+    "--accuracy",
+    default=None,
+    metavar="MODEL=ACC,...",
+    help="Model accuracies for the reliability test (override models.csv and predictions.csv).",
+)
+@click.option(
+    "--architecture",
+    default=None,
+    metavar="MODEL=ARCH,...",
+    help="Architecture of each model for the within/across-architecture reliability test.",
+)
+@click.option(
+    "--min-pair-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Reliability: minimum share of method pairs with a preserved order.",
+)
+@click.option(
+    "--min-w",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.9,
+    show_default=True,
+    help="Reliability: minimum Kendall's W.",
+)
+@click.option(
+    "--gallery",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Draw a gallery of the first N images (needs an attribution store).",
+)
+@click.option("--gallery-images", default=None, metavar="ID,...", help="Image ids for the gallery.")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder with the images, to draw the gallery's maps over them.",
+)
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw plots/*.png.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
+def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_pair_share, min_w,
+            gallery, gallery_images, images, plots, report):  # fmt: skip
+    """Summarise RESULTS_DIR(s) (default: results) into summary.csv, plots/*.png and report.html."""
+    dirs = list(results_dirs) or [Path("results")]
+    try:
+        options = AnalysisOptions(
+            by=parse_by(by),
+            high_confidence=high_confidence,
+            accuracy=parse_assignments(accuracy, "--accuracy", as_float=True),
+            architecture=parse_assignments(architecture, "--architecture"),
+            min_pair_share=min_pair_share,
+            min_w=min_w,
+            gallery=gallery,
+            gallery_images=[s.strip() for s in (gallery_images or "").split(",") if s.strip()],
+            images=images,
+            plots=plots,
+            report=report,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    out = out if out is not None else (dirs[0] if len(dirs) == 1 else Path("analysis"))
+    try:
+        result = run_analysis(dirs, out, options)
+    except ResultsError as exc:
+        raise click.BadParameter(str(exc), param_hint="RESULTS_DIR") from exc
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    for row in verdicts(result.tables["reliability"]).itertuples(index=False):
+        name = f"{row.metric}[{row.variant}]" if row.variant else row.metric
+        click.echo(
+            f"reliability: {name}: {row.verdict} (pair share {_fmt(row.pair_share)}, "
+            f"Kendall's W {_fmt(row.kendalls_w)}, {row.n_models} models, {row.n_methods} methods)",
+            err=True,
+        )
+    click.echo(f"wrote {len(result.files)} files to {out}", err=True)

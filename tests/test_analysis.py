@@ -1,0 +1,548 @@
+"""Tests of tfxai.analysis on synthetic results folders with known answers (no model needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy.stats import friedmanchisquare
+
+from tfxai.analysis import (
+    ORDER_PRESERVING,
+    RELIABLE,
+    UNRELIABLE,
+    AnalysisOptions,
+    ResultsError,
+    analyse,
+    augmentation,
+    confidence_band,
+    cost,
+    describe,
+    gallery,
+    kendalls_w,
+    load_results,
+    metric_direction,
+    pair_order_share,
+    rank_methods,
+    reliability,
+    roar,
+)
+from tfxai.analysis.modelinfo import parse_assignments
+
+REPO = Path(__file__).resolve().parents[1]
+SCORE_COLUMNS = [
+    "image_id", "model", "weights", "method", "method_params", "metric", "metric_params", "variant",
+    "value", "target", "label", "predicted", "confidence", "seconds", "seed", "note",
+]  # fmt: skip
+
+
+def score_row(
+    image_id,
+    model,
+    method,
+    metric,
+    value,
+    variant="",
+    confidence=0.5,
+    seconds=1.0,
+    weights="imagenet",
+):
+    """One scores.csv row with the schema's columns."""
+    return {
+        "image_id": image_id, "model": model, "weights": weights, "method": method,
+        "method_params": json.dumps({"p": 1}), "metric": metric, "metric_params": "{}", "variant": variant,
+        "value": value, "target": 1, "label": 1, "predicted": 1, "confidence": confidence,
+        "seconds": seconds, "seed": 0, "note": "" if not (isinstance(value, float) and math.isnan(value)) else "gate",
+    }  # fmt: skip
+
+
+def write_results(folder: Path, rows: list[dict], predictions: list[dict] | None = None) -> Path:
+    """Write scores.csv (and predictions.csv) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=SCORE_COLUMNS).to_csv(folder / "scores.csv", index=False)
+    if predictions is None:
+        keys = sorted({(r["image_id"], r["model"], r["weights"], r["confidence"]) for r in rows})
+        predictions = [
+            {
+                "image_id": i,
+                "model": m,
+                "weights": w,
+                "label": 1,
+                "predicted": 1,
+                "confidence": c,
+                "correct": True,
+            }
+            for i, m, w, c in keys
+        ]
+    pd.DataFrame(predictions).to_csv(folder / "predictions.csv", index=False)
+    return folder
+
+
+def family_rows(metric: str, means: dict[str, dict[str, float]], n_images: int = 3) -> list[dict]:
+    """Rows whose per-(model, method) mean is exactly ``means[model][method]`` (values mean±1)."""
+    rows = []
+    for model, per_method in means.items():
+        for method, mean in per_method.items():
+            offsets = np.linspace(-1.0, 1.0, n_images) * 0.01
+            for k, off in enumerate(offsets):
+                rows.append(
+                    score_row(
+                        f"img{k}", model, method, metric, mean + off, weights=f"/m/{model}.keras"
+                    )
+                )
+    return rows
+
+
+# ---------------------------------------------------------------- statistics and bands
+
+
+def test_describe_mean_sample_std_counts():
+    stats = describe(pd.Series([1.0, 2.0, 3.0, 4.0, np.nan]))
+    assert stats["mean"] == pytest.approx(2.5)
+    # sample std (ddof=1): sqrt(((1.5² + 0.5²) · 2) / 3) = sqrt(5/3)
+    assert stats["std_sample"] == pytest.approx(math.sqrt(5.0 / 3.0))
+    assert stats["count"] == 4 and stats["nan_count"] == 1
+    single = describe(pd.Series([7.0]))
+    assert single["mean"] == 7.0 and math.isnan(single["std_sample"])
+
+
+def test_confidence_band_threshold_is_strict():
+    bands = confidence_band(pd.Series([0.95, 0.91, 0.9, 0.5, np.nan]), 0.9)
+    assert bands.tolist() == ["high", "high", "low", "low", "unknown"]
+    assert confidence_band(pd.Series([0.95, 0.91]), 0.92).tolist() == ["high", "low"]
+
+
+def test_summary_and_band_split_known_answers(tmp_path):
+    rows = [
+        score_row("a", "vgg16", "gradcam", "iou", 0.2, confidence=0.95),
+        score_row("b", "vgg16", "gradcam", "iou", 0.4, confidence=0.99),
+        score_row("c", "vgg16", "gradcam", "iou", 0.6, confidence=0.90),  # exactly 0.9: low
+        score_row("d", "vgg16", "gradcam", "iou", float("nan"), confidence=0.30),
+        score_row("a", "vgg16", "saliency", "iou", 0.1, confidence=0.95),
+        score_row("b", "vgg16", "saliency", "iou", 0.3, confidence=0.99),
+    ]
+    folder = write_results(tmp_path / "r", rows)
+    analyse([folder], tmp_path / "out", AnalysisOptions(plots=False, report=False))
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("method")
+    assert summary.loc["gradcam", "mean"] == pytest.approx(0.4)
+    assert summary.loc["gradcam", "std_sample"] == pytest.approx(0.2)
+    assert summary.loc["gradcam", "count"] == 3 and summary.loc["gradcam", "nan_count"] == 1
+    assert summary.loc["saliency", "mean"] == pytest.approx(0.2)
+    bands = pd.read_csv(tmp_path / "out" / "summary_by_band.csv")
+    gradcam = bands[bands["method"] == "gradcam"].set_index("band")
+    assert gradcam.loc["high", "mean"] == pytest.approx(0.3) and gradcam.loc["high", "count"] == 2
+    assert gradcam.loc["low", "mean"] == pytest.approx(0.6) and gradcam.loc["low", "nan_count"] == 1
+    # a stricter threshold moves image b (0.99) alone into the high band
+    analyse(
+        [folder],
+        tmp_path / "out2",
+        AnalysisOptions(high_confidence=0.98, plots=False, report=False),
+    )
+    bands = pd.read_csv(tmp_path / "out2" / "summary_by_band.csv")
+    high = bands[(bands["method"] == "gradcam") & (bands["band"] == "high")]
+    assert high["mean"].tolist() == [pytest.approx(0.4)]
+
+
+def test_band_uses_top1_confidence_from_predictions(tmp_path):
+    rows = [
+        score_row("a", "vgg16", "gradcam", "iou", 0.2, confidence=0.2)
+    ]  # target probability, say
+    predictions = [{"image_id": "a", "model": "vgg16", "weights": "imagenet", "label": 1, "predicted": 1,
+                    "confidence": 0.97, "correct": True}]  # fmt: skip
+    folder = write_results(tmp_path / "r", rows, predictions)
+    result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+    assert result.tables["summary_by_band"]["band"].tolist() == ["high"]
+
+
+def test_summary_by_band_option_and_variant_kept(tmp_path):
+    rows = [score_row("a", "m", "gradcam", "confidence_drop", 10.0, variant="b"),
+            score_row("a", "m", "gradcam", "confidence_drop", 50.0, variant="s")]  # fmt: skip
+    folder = write_results(tmp_path / "r", rows)
+    result = analyse(
+        [folder], tmp_path / "o", AnalysisOptions(by=["method", "band"], plots=False, report=False)
+    )
+    table = result.tables["summary"]
+    assert list(table.columns[:4]) == ["metric", "variant", "method", "band"]
+    assert table.set_index("variant")["mean"].to_dict() == {"b": 10.0, "s": 50.0}
+
+
+# ---------------------------------------------------------------- directions
+
+
+def test_directions_table_variant_rules_and_assumed():
+    assert metric_direction("iou", use_evaluation=False).higher_is_better
+    assert not metric_direction("infidelity", use_evaluation=False).higher_is_better
+    assert not metric_direction("confidence_drop", "b", use_evaluation=False).higher_is_better
+    assert metric_direction("confidence_drop", "s", use_evaluation=False).higher_is_better
+    assert metric_direction("confidence_drop_s", use_evaluation=False).higher_is_better
+    unknown = metric_direction("made_up_metric", use_evaluation=False)
+    assert unknown.higher_is_better and unknown.assumed
+    scores = pd.DataFrame({"metric": ["made_up_metric"], "variant": [""], "direction": ["lower"]})
+    from_csv = metric_direction("made_up_metric", "", scores, use_evaluation=False)
+    assert not from_csv.higher_is_better and from_csv.source == "scores.csv"
+
+
+def test_unknown_metric_is_reported(tmp_path):
+    folder = write_results(tmp_path / "r", [score_row("a", "m", "x", "made_up_metric", 1.0)])
+    result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+    assert any("made_up_metric" in n and "assumed" in n for n in result.notes)
+
+
+# ---------------------------------------------------------------- Kendall's W and pair share
+
+
+def test_kendalls_w_hand_computation():
+    # 3 raters (models) × 4 items (methods); ranks given directly.
+    #   rater 1: A1 B2 C3 D4;  rater 2: A1 B3 C2 D4;  rater 3: A2 B1 C3 D4
+    #   rank sums R = (4, 6, 8, 12); mean rank sum m(n+1)/2 = 3·5/2 = 7.5
+    #   S = 3.5² + 1.5² + 0.5² + 4.5² = 12.25 + 2.25 + 0.25 + 20.25 = 35
+    #   W = 12·S / (m²(n³−n)) = 420 / (9·60) = 7/9
+    ranks = np.array([[1, 2, 3, 4], [1, 3, 2, 4], [2, 1, 3, 4]], dtype=float)
+    assert kendalls_w(ranks) == pytest.approx(7.0 / 9.0)
+    # With a tie: rater 3 ties A and B at 1.5 → R = (3.5, 6.5, 8, 12), S = 16 + 1 + 0.25 + 20.25 = 37.5;
+    #   T = 2³ − 2 = 6 for rater 3; W = 12·37.5 / (9·60 − 3·6) = 450 / 522 = 25/29
+    tied = np.array([[1, 2, 3, 4], [1, 3, 2, 4], [1.5, 1.5, 3, 4]], dtype=float)
+    assert kendalls_w(tied) == pytest.approx(25.0 / 29.0)
+    assert kendalls_w(np.tile([1.0, 2.0, 3.0], (4, 1))) == pytest.approx(1.0)
+    assert math.isnan(kendalls_w(np.array([[1.0, 2.0]])))
+
+
+def test_kendalls_w_agrees_with_tie_corrected_friedman():
+    # W = χ²_F / (m(n−1)) with scipy's tie-corrected Friedman statistic.
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, size=(6, 5)).astype(float)  # 6 raters × 5 items, with ties
+    ranks = rank_methods(values, higher_is_better=True)
+    chi2 = friedmanchisquare(*values.T).statistic
+    assert kendalls_w(ranks) == pytest.approx(chi2 / (6 * 4))
+
+
+def test_rank_methods_direction_and_ties():
+    values = np.array([[0.9, 0.5, 0.5]])
+    assert rank_methods(values, True).tolist() == [[1.0, 2.5, 2.5]]
+    assert rank_methods(values, False).tolist() == [[3.0, 1.5, 1.5]]
+
+
+def test_pair_order_share_known_answers():
+    same = np.array([[3.0, 2.0, 1.0], [30.0, 20.0, 10.0]])
+    assert pair_order_share(same) == 1.0
+    one_swap = np.array([[3.0, 2.0, 1.0], [3.0, 1.0, 2.0]])  # pair (B, C) flips; (A,B), (A,C) keep
+    assert pair_order_share(one_swap) == pytest.approx(2.0 / 3.0)
+    reversed_ = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    assert pair_order_share(reversed_) == 0.0
+    tie_then_order = np.array([[1.0, 1.0], [2.0, 1.0]])
+    assert pair_order_share(tie_then_order) == 0.0
+
+
+# ---------------------------------------------------------------- reliability verdicts
+
+
+ACCURACY = {"f20": 0.55, "f40": 0.65, "f60": 0.72, "f80": 0.78}
+
+
+def reliability_folder(tmp_path: Path) -> Path:
+    """A family of 4 models × 3 methods with one constant-order and one flipping metric."""
+    constant = {m: {"gradcam": 0.5 + 0.1 * k, "ig": 0.3 + 0.1 * k, "saliency": 0.1 + 0.1 * k}
+                for k, m in enumerate(ACCURACY)}  # fmt: skip
+    flipping = {
+        "f20": {"gradcam": 3.0, "ig": 2.0, "saliency": 1.0},
+        "f40": {"gradcam": 1.0, "ig": 2.0, "saliency": 3.0},
+        "f60": {"gradcam": 3.0, "ig": 1.0, "saliency": 2.0},
+        "f80": {"gradcam": 2.0, "ig": 3.0, "saliency": 1.0},
+    }
+    rows = family_rows("max_sensitivity", constant) + family_rows("infidelity", flipping)
+    return write_results(tmp_path / "family", rows)
+
+
+def test_reliability_constant_order_reliable_and_flipped_unreliable(tmp_path):
+    folder = reliability_folder(tmp_path)
+    accuracy = ",".join(f"{k}={v}" for k, v in ACCURACY.items())
+    options = AnalysisOptions(
+        accuracy=parse_assignments(accuracy, "--accuracy", True), plots=False, report=False
+    )
+    result = analyse([folder], tmp_path / "o", options)
+    table = reliability.verdicts(result.tables["reliability"]).set_index("metric")
+    assert table.loc["max_sensitivity", "verdict"] == RELIABLE
+    assert table.loc["max_sensitivity", "pair_share"] == 1.0
+    assert table.loc["max_sensitivity", "kendalls_w"] == pytest.approx(1.0)
+    # lower is better for sensitivity: the smallest mean (saliency) is best
+    assert table.loc["max_sensitivity", "best_method"] == "saliency"
+    assert table.loc["infidelity", "verdict"] == UNRELIABLE
+    assert table.loc["infidelity", "pair_share"] == 0.0
+    # rankings (lower is better) per model: f20 (3,2,1), f40 (1,2,3), f60 (3,1,2), f80 (2,3,1)
+    #   rank sums (9, 8, 7), mean 8: S = 2, W = 12·2 / (16·24) = 1/16
+    assert table.loc["infidelity", "kendalls_w"] == pytest.approx(1.0 / 16.0)
+    models = result.tables["model_info"].set_index("model_id")
+    assert (
+        models.loc["f40", "accuracy"] == 0.65 and models.loc["f40", "accuracy_source"] == "option"
+    )
+
+
+def test_reliability_across_architectures_order_preserving(tmp_path):
+    # Within each architecture the order is constant, but the two architectures disagree.
+    means = {
+        "vgg_a": {"gradcam": 3.0, "ig": 2.0, "lime": 1.0},
+        "vgg_b": {"gradcam": 3.5, "ig": 2.5, "lime": 1.5},
+        "res_a": {"gradcam": 1.0, "ig": 2.0, "lime": 3.0},
+        "res_b": {"gradcam": 1.5, "ig": 2.5, "lime": 3.5},
+    }
+    folder = write_results(tmp_path / "r", family_rows("avg_sensitivity", means))
+    arch = parse_assignments(
+        "vgg_a=vgg16,vgg_b=vgg16,res_a=resnet50,res_b=resnet50", "--architecture"
+    )
+    result = analyse(
+        [folder], tmp_path / "o", AnalysisOptions(architecture=arch, plots=False, report=False)
+    )
+    table = result.tables["reliability"].set_index("scope")
+    assert (
+        table.loc["within:vgg16", "pair_share"] == 1.0
+        and table.loc["within:resnet50", "pair_share"] == 1.0
+    )
+    assert table.loc["across", "pair_share"] == 0.0
+    assert table.loc["verdict", "verdict"] == ORDER_PRESERVING
+    # the same data as one architecture is unreliable
+    result = analyse([folder], tmp_path / "o2", AnalysisOptions(plots=False, report=False))
+    assert reliability.verdicts(result.tables["reliability"])["verdict"].tolist() == [UNRELIABLE]
+
+
+def test_reliability_drops_methods_undefined_in_a_model(tmp_path):
+    means = {"a": {"x": 1.0, "y": 2.0, "z": float("nan")}, "b": {"x": 1.5, "y": 2.5, "z": 0.0}}
+    folder = write_results(tmp_path / "r", family_rows("iou", means))
+    result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+    row = reliability.verdicts(result.tables["reliability"]).iloc[0]
+    assert row["methods_dropped"] == "z" and row["n_methods"] == 2 and row["verdict"] == RELIABLE
+
+
+# ---------------------------------------------------------------- ssim split, cost, roar
+
+
+def test_ssim_rotations_vs_filters():
+    rows = [score_row("a", "m", "gradcam", "ssim_augmentation", v, variant=var) for var, v in
+            [("rotate_-30", 0.9), ("rotate_15", 0.7), ("sharpen", 0.4), ("boost_chromaticity", 0.2)]]  # fmt: skip
+    scores = pd.DataFrame(rows).assign(model_id="m")
+    groups = augmentation.ssim_groups(scores).set_index("augmentation_group")
+    assert list(groups.index) == ["rotations", "filters", "all"]
+    assert groups.loc["rotations", "mean"] == pytest.approx(0.8)
+    assert groups.loc["filters", "mean"] == pytest.approx(0.3)
+    assert groups.loc["all", "mean"] == pytest.approx(0.55) and groups.loc["all", "count"] == 4
+    per = augmentation.ssim_per_augmentation(scores).set_index("variant")
+    assert (
+        per.loc["sharpen", "augmentation_group"] == "filters" and per.loc["sharpen", "mean"] == 0.4
+    )
+
+
+def test_cost_counts_each_attribution_once():
+    rows = []
+    for image, seconds in (("a", 2.0), ("b", 4.0)):
+        for metric in (
+            "iou",
+            "pointing_game",
+            "infidelity",
+        ):  # the attribution's time repeated per metric
+            rows.append(score_row(image, "m", "ig", metric, 0.1, seconds=seconds))
+    scores = pd.DataFrame(rows).assign(model_id="m", run="r")
+    table = cost.cost_table(scores).iloc[0]
+    assert (
+        table["count"] == 2
+        and table["mean"] == pytest.approx(3.0)
+        and table["total_seconds"] == 6.0
+    )
+    assert table["std_sample"] == pytest.approx(math.sqrt(2.0))
+
+
+def test_roar_summary_mean_std_and_delta():
+    data = pd.DataFrame([
+        {"method": m, "fraction": f, "seed": s, "accuracy": acc}
+        for m, f, s, acc in [("random", 0.5, 0, 0.8), ("random", 0.5, 1, 0.6),
+                             ("ig", 0.5, 0, 0.4), ("ig", 0.5, 1, 0.5)]
+    ])  # fmt: skip
+    table = roar.roar_summary(data).set_index("method")
+    assert table.loc["random", "mean"] == pytest.approx(0.7)
+    assert table.loc["random", "std_sample"] == pytest.approx(math.sqrt(0.02))
+    assert table.loc["ig", "delta_vs_random"] == pytest.approx(-0.25)
+
+
+# ---------------------------------------------------------------- loading, accuracy sources
+
+
+def test_missing_results_folder_and_files_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResultsError, match="empty.*scores.csv"):
+        load_results([tmp_path / "empty"])
+    with pytest.raises(ResultsError, match="nope.*does not exist"):
+        load_results([tmp_path / "nope"])
+    (tmp_path / "bad").mkdir()
+    pd.DataFrame({"model": ["m"]}).to_csv(tmp_path / "bad" / "scores.csv", index=False)
+    with pytest.raises(ResultsError, match=r"bad[/\\]scores.csv: missing column"):
+        load_results([tmp_path / "bad"])
+
+
+def test_accuracy_from_predictions_and_models_csv(tmp_path):
+    rows = [score_row(i, "m", "g", "iou", 0.1) for i in "abcd"]
+    predictions = [{"image_id": i, "model": "m", "weights": "imagenet", "label": 1, "predicted": p,
+                    "confidence": 0.5, "correct": p == 1} for i, p in zip("abcd", (1, 1, 1, 0), strict=True)]  # fmt: skip
+    folder = write_results(tmp_path / "r", rows, predictions)
+    result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+    info = result.tables["model_info"].iloc[0]
+    assert info["accuracy"] == pytest.approx(0.75) and info["accuracy_source"] == "predictions.csv"
+    pd.DataFrame({"model": ["m"], "accuracy": [0.6], "macro_f1": [0.5]}).to_csv(
+        folder / "models.csv", index=False
+    )
+    info = (
+        analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+        .tables["model_info"]
+        .iloc[0]
+    )
+    assert info["accuracy"] == 0.6 and info["accuracy_source"] == "models.csv"
+
+
+def test_several_folders_and_weights_make_distinct_models(tmp_path):
+    a = write_results(
+        tmp_path / "a", [score_row("x", "vgg16", "g", "iou", 0.2, weights="/w/f20.keras")]
+    )
+    b = write_results(
+        tmp_path / "b", [score_row("x", "vgg16", "g", "iou", 0.6, weights="/w/f80.keras")]
+    )
+    result = analyse([a, b], tmp_path / "o", AnalysisOptions(plots=False, report=False))
+    means = result.tables["summary"].set_index("model_id")["mean"].to_dict()
+    assert means == {"vgg16[f20]": 0.2, "vgg16[f80]": 0.6}
+
+
+# ---------------------------------------------------------------- gallery
+
+
+def write_store(path: Path, maps: dict[tuple[str, str, str], np.ndarray]) -> None:
+    """An HDF5 store in the model/method/<params-hash>/<image_id> layout."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        for (model, method, image_id), array in maps.items():
+            group = handle.require_group(f"{model}/{method}/abc123")
+            group.attrs["method_params"] = json.dumps({"steps": 8})
+            group.create_dataset(image_id, data=array)
+
+
+def test_gallery_reads_store_and_normalises(tmp_path):
+    ramp = np.arange(16, dtype=np.float32).reshape(4, 4)
+    write_store(tmp_path / "attributions.h5", {
+        ("vgg16", "saliency", "img1"): np.stack([ramp, ramp, -3 * ramp], axis=-1),  # channel sum = −ramp
+        ("vgg16", "gradcam", "img1"): ramp,
+        ("vgg16", "gradcam", "img2"): ramp,
+    })  # fmt: skip
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "images" / "img1.png")
+    items, images = gallery.collect([tmp_path / "attributions.h5"], 1, tmp_path / "images")
+    assert sorted((i.method, i.image_id) for i in items) == [
+        ("gradcam", "img1"),
+        ("saliency", "img1"),
+    ]
+    saliency = next(i for i in items if i.method == "saliency")
+    assert np.allclose(gallery.display_map(saliency.attribution), ramp / 15.0)
+    assert images["img1"].shape == (4, 4, 3) and images["img1"][0, 0, 0] == 200
+    assert gallery.find_image(tmp_path / "images", "img2") is None
+
+
+def test_gallery_png_in_pipeline(tmp_path):
+    folder = write_results(tmp_path / "r", [score_row("img1", "vgg16", "gradcam", "iou", 0.3)])
+    write_store(
+        folder / "attributions.h5", {("vgg16", "gradcam", "img1"): np.eye(8, dtype=np.float32)}
+    )
+    analyse([folder], tmp_path / "o", AnalysisOptions(gallery=2, report=False))
+    assert (tmp_path / "o" / "plots" / "gallery_vgg16.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- end to end, CLI, determinism
+
+
+def synthetic_study(tmp_path: Path) -> Path:
+    """A results folder with localisation, robustness, ssim and confidence metrics, plus roar.csv."""
+    rng = np.random.default_rng(1)
+    rows = []
+    variants = ["rotate_-30", "rotate_-15", "rotate_15", "rotate_30", "sharpen", "normalize_local"]
+    for model, method, image in itertools.product(
+        ["f20", "f60", "f100"], ["gradcam", "ig", "saliency"], range(4)
+    ):
+        conf = 0.5 + 0.12 * image
+        rows.append(
+            score_row(f"i{image}", model, method, "iou", float(rng.uniform()), confidence=conf)
+        )
+        rows.append(
+            score_row(
+                f"i{image}", model, method, "infidelity", float(rng.uniform()), confidence=conf
+            )
+        )
+        for v in variants:
+            rows.append(
+                score_row(
+                    f"i{image}", model, method, "ssim_augmentation", float(rng.uniform()), v, conf
+                )
+            )
+    folder = write_results(tmp_path / "study", rows)
+    roar_rows = [{"method": m, "fraction": f, "seed": s, "accuracy": float(rng.uniform(0.3, 0.9))}
+                 for m in ("random", "ig") for f in (0.1, 0.5, 0.9) for s in range(3)]  # fmt: skip
+    pd.DataFrame(roar_rows).to_csv(folder / "roar.csv", index=False)
+    return folder
+
+
+def load_cli():
+    """The click command, loaded from cli/analyse_cmd.py whatever the package mapping."""
+    spec = importlib.util.spec_from_file_location(
+        "tfxai_cli_analyse_cmd", REPO / "cli" / "analyse_cmd.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.analyse
+
+
+def test_cli_end_to_end_writes_everything(tmp_path):
+    folder = synthetic_study(tmp_path)
+    result = CliRunner().invoke(
+        load_cli(),
+        [str(folder), "--out", str(tmp_path / "out"), "--accuracy", "f20=0.5,f60=0.7,f100=0.9"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "reliability: iou:" in result.output and "Kendall's W" in result.output
+    out = tmp_path / "out"
+    for name in ("summary.csv", "summary_by_band.csv", "ssim_augmentation_groups.csv", "cost.csv",
+                 "reliability.csv", "roar_summary.csv", "model_info.csv", "report.html"):  # fmt: skip
+        assert (out / name).is_file(), name
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert {"bar_iou.png", "bar_infidelity.png", "bar_ssim_augmentation.png", "roar.png",
+            "accuracy_iou.png"} <= set(pngs)  # fmt: skip
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(pngs)
+    assert "<table" in html and "Kendall" in html and "tensorflow" in html
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert 'src="' not in html.replace('src="data:image/png;base64,', "")
+
+
+def test_cli_usage_errors_exit_2_and_name_the_path(tmp_path):
+    (tmp_path / "notresults").mkdir()
+    result = CliRunner().invoke(load_cli(), [str(tmp_path / "notresults")])
+    assert result.exit_code == 2
+    assert "notresults" in result.output and "scores.csv" in result.output
+    folder = write_results(tmp_path / "r", [score_row("a", "m", "g", "iou", 0.1)])
+    bad = CliRunner().invoke(load_cli(), [str(folder), "--accuracy", "m=high"])
+    assert bad.exit_code == 2 and "--accuracy" in bad.output
+    bad = CliRunner().invoke(load_cli(), [str(folder), "--by", "colour"])
+    assert bad.exit_code == 2 and "colour" in bad.output
+
+
+def test_outputs_are_deterministic(tmp_path):
+    folder = synthetic_study(tmp_path)
+    for out in ("o1", "o2"):
+        analyse(
+            [folder],
+            tmp_path / out,
+            AnalysisOptions(accuracy={"f20": 0.5, "f60": 0.7, "f100": 0.9}),
+        )
+    for name in ("summary.csv", "reliability.csv", "report.html", "plots/bar_iou.png"):
+        assert (tmp_path / "o1" / name).read_bytes() == (tmp_path / "o2" / name).read_bytes(), name

@@ -1,0 +1,44 @@
+"""The Analyser: summaries, the reliability test, plots and a self-contained HTML report.
+
+It reads results folders (``scores.csv``, ``predictions.csv`` and optionally ``roar.csv``, ``models.csv``
+and ``attributions.h5``) and needs no model. Entry point: :func:`analyse`. It never imports the CLI, and imports TensorFlow only
+indirectly, if ``tfxai.evaluation`` does when asked for a metric's direction.
+"""
+
+from .directions import HIGHER, LOWER, Direction, metric_direction
+from .loading import Results, ResultsError, load_results
+from .pipeline import Analysis, AnalysisOptions, analyse
+from .reliability import (
+    ORDER_PRESERVING,
+    RELIABLE,
+    UNRELIABLE,
+    kendalls_w,
+    pair_order_share,
+    rank_methods,
+    reliability_test,
+)
+from .summary import add_band, confidence_band, describe, summarise
+
+__all__ = [
+    "HIGHER",
+    "LOWER",
+    "ORDER_PRESERVING",
+    "RELIABLE",
+    "UNRELIABLE",
+    "Analysis",
+    "AnalysisOptions",
+    "Direction",
+    "Results",
+    "ResultsError",
+    "add_band",
+    "analyse",
+    "confidence_band",
+    "describe",
+    "kendalls_w",
+    "load_results",
+    "metric_direction",
+    "pair_order_share",
+    "rank_methods",
+    "reliability_test",
+    "summarise",
+]

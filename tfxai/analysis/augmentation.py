@@ -1,0 +1,71 @@
+"""Split views of the augmentation-robustness metric (Erdem): rotations vs filters, and per augmentation.
+
+The ``ssim_augmentation`` metric has one ``variant`` per augmentation. Variants named ``rotate_<angle>`` are
+*rotations*; every other variant (``boost_chromaticity``, ``freaky_details``, ``normalize_local``,
+``mighty_details``, ``sharpen``, ...) is a *filter*. The ``all`` group pools every variant. Statistics are
+those of :func:`tfxai.analysis.summary.describe` (sample std, ddof=1) over image × variant rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .summary import STAT_COLUMNS, describe, summarise
+
+SSIM_METRIC = "ssim_augmentation"
+ROTATIONS, FILTERS, ALL = "rotations", "filters", "all"
+
+
+def augmentation_group(variant: str) -> str:
+    """``rotations`` for ``rotate_*`` variants, ``filters`` otherwise."""
+    return ROTATIONS if str(variant).startswith("rotate") else FILTERS
+
+
+def ssim_rows(scores: pd.DataFrame, metric: str = SSIM_METRIC) -> pd.DataFrame:
+    """The rows of ``metric`` with an ``augmentation_group`` column."""
+    rows = scores[scores["metric"] == metric].copy()
+    rows["augmentation_group"] = [augmentation_group(v) for v in rows["variant"]]
+    return rows
+
+
+def ssim_groups(
+    scores: pd.DataFrame, by: Sequence[str] = ("model_id", "method"), metric: str = SSIM_METRIC
+) -> pd.DataFrame:
+    """Mean/std/count per ``by`` × (rotations, filters, all) for ``metric``; empty when it is absent."""
+    rows = ssim_rows(scores, metric)
+    columns = [*by, "augmentation_group", *STAT_COLUMNS]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    pooled = rows.assign(augmentation_group=ALL)
+    both = pd.concat([rows, pooled], ignore_index=True)
+    order = {ROTATIONS: 0, FILTERS: 1, ALL: 2}
+    out = []
+    for group, frame in both.groupby([*by, "augmentation_group"], sort=True, dropna=False):
+        group = group if isinstance(group, tuple) else (group,)
+        out.append(
+            {
+                **dict(zip([*by, "augmentation_group"], group, strict=True)),
+                **describe(frame["value"]),
+            }
+        )
+    table = pd.DataFrame(out, columns=columns)
+    table["_order"] = table["augmentation_group"].map(order)
+    return (
+        table.sort_values([*by, "_order"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+
+
+def ssim_per_augmentation(
+    scores: pd.DataFrame, by: Sequence[str] = ("model_id", "method"), metric: str = SSIM_METRIC
+) -> pd.DataFrame:
+    """Mean/std/count per ``by`` × augmentation (variant) for ``metric``, with its group."""
+    rows = ssim_rows(scores, metric)
+    if rows.empty:
+        return pd.DataFrame(columns=[*by, "variant", "augmentation_group", *STAT_COLUMNS])
+    table = summarise(rows, by=by).drop(columns="metric")
+    table.insert(1, "augmentation_group", [augmentation_group(v) for v in table["variant"]])
+    return table

@@ -1,0 +1,61 @@
+"""Cost view: seconds per attribution per method × model, from the ``seconds`` column of ``scores.csv``.
+
+``scores.csv`` repeats an attribution's ``seconds`` on every metric row computed from it. One attribution
+is one (run, image, model, weights, method, method_params) key; its cost is the median of the ``seconds``
+found on its rows (equal to the repeated value; robust if a writer stored slightly different timings per
+row). Statistics follow :func:`tfxai.analysis.summary.describe` (sample std, ddof=1).
+
+:func:`cost_by_metric` gives the per-row view (seconds per score row, per metric) for completeness.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .summary import STAT_COLUMNS, describe
+
+ATTRIBUTION_KEY = ("run", "image_id", "model_id", "weights", "method", "method_params")
+
+
+def attribution_seconds(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per attribution key with its ``seconds`` (median over that key's rows)."""
+    key = [k for k in ATTRIBUTION_KEY if k in scores.columns]
+    if scores.empty or "seconds" not in scores.columns:
+        return pd.DataFrame(columns=[*key, "seconds"])
+    grouped = scores.groupby(key, sort=True, dropna=False)["seconds"].median()
+    return grouped.reset_index()
+
+
+def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per attribution per (method, model): mean, std_sample, count, nan_count, total."""
+    per = attribution_seconds(scores)
+    columns = ["method", "model_id", *STAT_COLUMNS, "total_seconds"]
+    if per.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (method, model_id), frame in per.groupby(["method", "model_id"], sort=True):
+        stats = describe(frame["seconds"])
+        rows.append(
+            {
+                "method": method,
+                "model_id": model_id,
+                **stats,
+                "total_seconds": float(frame["seconds"].sum()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cost_by_metric(scores: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per score row per (metric, method, model)."""
+    columns = ["metric", "method", "model_id", *STAT_COLUMNS]
+    if scores.empty or "seconds" not in scores.columns:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (metric, method, model_id), frame in scores.groupby(
+        ["metric", "method", "model_id"], sort=True
+    ):
+        rows.append(
+            {"metric": metric, "method": method, "model_id": model_id, **describe(frame["seconds"])}
+        )
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,202 @@
+"""Read attribution maps and images for the gallery (image × method maps overlaid on the images).
+
+Maps come from the attribution store of a results folder (``attributions.h5``):
+
+- through ``tfxai.results.AttributionStore(path).iter_items()`` when that API exists;
+- otherwise by walking the HDF5 file: every dataset whose path is ``model/method/.../image_id`` (at least
+  three levels) is one attribution; ``model``, ``method``, ``image_id`` and ``method_params`` attributes on
+  the dataset or its groups override what the path says.
+
+A raw attribution (H, W, C) is reduced to a display map by summing the channels, taking the absolute value
+and dividing by the maximum, so every map lies in [0, 1]. Images are looked up in ``--images DIR`` by file
+name or stem, converted to RGB and resized (squashed) to the map's size; a missing image leaves the map
+drawn alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_ARRAY_NAMES = ("attribution", "raw", "array", "data", "map", "values", "value")
+
+
+@dataclass
+class GalleryItem:
+    """One stored attribution."""
+
+    model: str
+    method: str
+    image_id: str
+    attribution: np.ndarray | None = None
+    method_params: str = ""
+    attrs: dict[str, object] = field(default_factory=dict)
+
+
+def display_map(attribution: np.ndarray) -> np.ndarray:
+    """Reduce a raw attribution to an (H, W) float32 map in [0, 1] (module docstring)."""
+    array = np.asarray(attribution, dtype=np.float64)
+    array = np.squeeze(array)
+    if array.ndim == 3:
+        array = array.sum(axis=-1) if array.shape[-1] <= 4 else array.sum(axis=0)
+    if array.ndim != 2:
+        raise ValueError(f"cannot display an attribution of shape {np.shape(attribution)}")
+    array = np.abs(np.nan_to_num(array))
+    peak = array.max() if array.size else 0.0
+    return (array / peak if peak > 0 else array).astype(np.float32)
+
+
+def _text(value: object) -> str:
+    """Attribute values as text (h5py returns bytes for some strings)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _h5_items(path: Path) -> Iterator[GalleryItem]:
+    """Walk an HDF5 store (fallback layout) and yield items without loading the arrays."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        names: list[str] = []
+        handle.visititems(
+            lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+        for name in sorted(names):
+            parts = name.split("/")
+            if len(parts) < 3:
+                continue
+            attrs: dict[str, object] = {}
+            for depth in range(1, len(parts) + 1):
+                node = handle["/".join(parts[:depth])]
+                attrs.update({k: _text(v) for k, v in node.attrs.items()})
+            yield GalleryItem(
+                model=str(attrs.get("model", parts[0])),
+                method=str(attrs.get("method", parts[1])),
+                image_id=str(attrs.get("image_id", parts[-1])),
+                method_params=str(attrs.get("method_params", "")),
+                attrs={**attrs, "_h5_path": str(path), "_h5_name": name},
+            )
+
+
+def _load_h5_array(item: GalleryItem) -> np.ndarray:
+    """Load the array of an item found by :func:`_h5_items`."""
+    import h5py
+
+    with h5py.File(str(item.attrs["_h5_path"]), "r") as handle:
+        return np.asarray(handle[str(item.attrs["_h5_name"])][()])
+
+
+def _coerce(raw: object) -> GalleryItem | None:
+    """Turn one item of ``AttributionStore.iter_items()`` into a :class:`GalleryItem` (None if unusable)."""
+    array = None
+    meta: object = raw
+    if isinstance(raw, tuple) and len(raw) == 2:
+        meta, array = raw
+    get = meta.get if isinstance(meta, dict) else (lambda k, d=None: getattr(meta, k, d))
+    if array is None:
+        array = next((get(n) for n in _ARRAY_NAMES if get(n) is not None), None)
+    model, method, image_id = get("model"), get("method"), get("image_id")
+    if array is None or model is None or method is None or image_id is None:
+        return None
+    params = get("method_params", "") or ""
+    return GalleryItem(str(model), str(method), str(image_id), np.asarray(array), _text(params))
+
+
+def iter_store(path: Path) -> Iterator[GalleryItem]:
+    """Yield the attributions of the store at ``path`` (see the module docstring for the two readers)."""
+    try:
+        results = importlib.import_module("tfxai.results")
+        store_cls = getattr(results, "AttributionStore", None)
+    except Exception:  # noqa: BLE001 - the store module is optional; fall back to reading HDF5 directly
+        store_cls = None
+    if store_cls is not None and hasattr(store_cls, "iter_items"):
+        store = store_cls(path)
+        for raw in store.iter_items():
+            item = _coerce(raw)
+            if item is not None:
+                yield item
+        return
+    yield from _h5_items(path)
+
+
+def select_items(
+    items: Iterable[GalleryItem], n_images: int, image_ids: Sequence[str] | None = None
+) -> list[GalleryItem]:
+    """Keep the items of the chosen images: ``image_ids`` if given, else the first ``n_images`` sorted ids.
+
+    Arrays are loaded only for the kept items. For one (model, method, image) the first item wins.
+    """
+    listed = list(items)
+    chosen = (
+        list(image_ids) if image_ids else sorted({i.image_id for i in listed})[: max(n_images, 0)]
+    )
+    wanted = set(chosen)
+    kept: dict[tuple[str, str, str], GalleryItem] = {}
+    for item in listed:
+        key = (item.model, item.method, item.image_id)
+        if item.image_id in wanted and key not in kept:
+            if item.attribution is None:
+                item.attribution = _load_h5_array(item)
+            kept[key] = item
+    order = {image_id: k for k, image_id in enumerate(chosen)}
+    return sorted(kept.values(), key=lambda i: (i.model, order[i.image_id], i.method))
+
+
+def find_image(images_dir: Path | None, image_id: str) -> Path | None:
+    """The image file for ``image_id`` in ``images_dir`` (exact name, then stem, searched recursively)."""
+    if images_dir is None or not Path(images_dir).is_dir():
+        return None
+    direct = Path(images_dir) / image_id
+    if direct.is_file():
+        return direct
+    stem = Path(image_id).stem
+    for path in sorted(Path(images_dir).rglob("*")):
+        if (
+            path.suffix.lower() in IMAGE_SUFFIXES
+            and path.stem in (image_id, stem)
+            and path.is_file()
+        ):
+            return path
+    return None
+
+
+def load_image(path: Path | None, size: tuple[int, int]) -> np.ndarray | None:
+    """Load ``path`` as RGB uint8 squashed to ``size`` = (H, W); None when absent or unreadable."""
+    if path is None:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(rgb)
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def collect(
+    store_paths: Sequence[Path],
+    n_images: int,
+    images_dir: Path | None = None,
+    image_ids: Sequence[str] | None = None,
+) -> tuple[list[GalleryItem], dict[str, np.ndarray | None]]:
+    """Gallery items from every store, with the image (or None) for each chosen image id."""
+    items: list[GalleryItem] = []
+    for path in store_paths:
+        items.extend(iter_store(Path(path)))
+    kept = select_items(items, n_images, image_ids)
+    images: dict[str, np.ndarray | None] = {}
+    for item in kept:
+        if item.image_id not in images:
+            shape = display_map(item.attribution).shape
+            images[item.image_id] = load_image(find_image(images_dir, item.image_id), shape)
+    return kept, images

@@ -1,0 +1,182 @@
+"""Load one or more results folders into tidy pandas tables.
+
+A results folder is what ``tfxai attribute`` / ``tfxai evaluate`` write (see DESIGN.md, "Results"):
+
+- ``scores.csv``: one row per image × model × method × metric × variant;
+- ``predictions.csv``: one row per image × model;
+- optionally ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...) and an
+  attribution store ``attributions.h5``.
+
+A folder needs at least one of ``scores.csv`` and ``predictions.csv``; otherwise :class:`ResultsError`
+names the folder. Several folders are concatenated; a ``run`` column records where each row came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCORES_FILE = "scores.csv"
+PREDICTIONS_FILE = "predictions.csv"
+ROAR_FILE = "roar.csv"
+MODELS_FILE = "models.csv"
+
+#: Columns every analysis needs in ``scores.csv``.
+SCORES_REQUIRED = ("model", "method", "metric", "value")
+#: Columns every analysis needs in ``predictions.csv``.
+PREDICTIONS_REQUIRED = ("image_id", "model")
+#: Columns ``roar.csv`` must have.
+ROAR_REQUIRED = ("method", "fraction", "seed", "accuracy")
+
+#: Text columns that must never be read as numbers or NaN.
+_TEXT_COLUMNS = {
+    "image_id": str,
+    "model": str,
+    "weights": str,
+    "method": str,
+    "method_params": str,
+    "metric": str,
+    "metric_params": str,
+    "variant": str,
+    "note": str,
+    "architecture": str,
+}
+
+
+class ResultsError(ValueError):
+    """A results folder or file is missing or malformed; the message names the path."""
+
+
+@dataclass
+class Results:
+    """The tables read from one or more results folders.
+
+    Attributes:
+        scores: the concatenated ``scores.csv`` rows (empty frame when no folder had one).
+        predictions: the concatenated ``predictions.csv`` rows (empty frame when none).
+        roar: the concatenated ``roar.csv`` rows, or ``None``.
+        models: the concatenated ``models.csv`` rows, or ``None``.
+        dirs: the folders read, in the order given.
+        store_paths: attribution stores (``attributions.h5``) found in those folders.
+    """
+
+    scores: pd.DataFrame
+    predictions: pd.DataFrame
+    roar: pd.DataFrame | None = None
+    models: pd.DataFrame | None = None
+    dirs: list[Path] = field(default_factory=list)
+    store_paths: list[Path] = field(default_factory=list)
+
+
+def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """Read one CSV with text columns kept as text; raise :class:`ResultsError` naming ``path``."""
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read CSV ({exc})") from exc
+    dtypes = {c: t for c, t in _TEXT_COLUMNS.items() if c in header.columns}
+    try:
+        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=True)
+    except (OSError, pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read CSV ({exc})") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``scores`` with the conventions the analysis relies on.
+
+    - ``variant`` is "" for single-variant metrics (pandas reads the empty field as NaN);
+    - ``weights``, ``method_params``, ``note`` are "" where empty;
+    - ``value``, ``confidence`` and ``seconds`` are floats (unparsable text becomes NaN).
+    """
+    out = scores.copy()
+    for column in ("variant", "weights", "method_params", "note"):
+        if column not in out.columns:
+            out[column] = ""
+        out[column] = out[column].fillna("").astype(str)
+    for column in ("value", "confidence", "seconds"):
+        if column not in out.columns:
+            out[column] = np.nan
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
+    return out
+
+
+def normalise_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``predictions`` with ``weights`` as text and ``confidence``/``correct`` as floats."""
+    out = predictions.copy()
+    if "weights" not in out.columns:
+        out["weights"] = ""
+    out["weights"] = out["weights"].fillna("").astype(str)
+    for column in ("confidence", "correct"):
+        if column not in out.columns:
+            out[column] = np.nan
+        out[column] = _to_float(out[column])
+    return out
+
+
+def _to_float(column: pd.Series) -> pd.Series:
+    """Convert numbers or True/False text to floats; anything else becomes NaN."""
+    if column.dtype == bool:
+        return column.astype(float)
+    mapped = column.map(lambda v: {"true": 1.0, "false": 0.0}.get(str(v).strip().lower(), v))
+    return pd.to_numeric(mapped, errors="coerce").astype(float)
+
+
+def load_results(dirs: Sequence[str | Path]) -> Results:
+    """Read and concatenate the results folders ``dirs``.
+
+    Raises:
+        ResultsError: a folder does not exist, has neither ``scores.csv`` nor ``predictions.csv``, or one
+            of its CSVs lacks a required column. The message names the path.
+    """
+    if not dirs:
+        raise ResultsError("no results folder given")
+    scores, predictions, roars, models = [], [], [], []
+    paths: list[Path] = []
+    stores: list[Path] = []
+    for raw in dirs:
+        folder = Path(raw)
+        if not folder.is_dir():
+            raise ResultsError(f"{folder}: results folder does not exist")
+        found = False
+        for name, required, bucket in (
+            (SCORES_FILE, SCORES_REQUIRED, scores),
+            (PREDICTIONS_FILE, PREDICTIONS_REQUIRED, predictions),
+            (ROAR_FILE, ROAR_REQUIRED, roars),
+            (MODELS_FILE, ("model",), models),
+        ):
+            path = folder / name
+            if path.is_file():
+                frame = read_csv(path, required)
+                frame["run"] = str(folder)
+                bucket.append(frame)
+                found = found or name in (SCORES_FILE, PREDICTIONS_FILE)
+        if not found:
+            raise ResultsError(
+                f"{folder}: not a results folder (neither {SCORES_FILE} nor {PREDICTIONS_FILE} found)"
+            )
+        paths.append(folder)
+        stores.extend(sorted(p for p in folder.glob("*.h5") if p.is_file()))
+        stores.extend(sorted(p for p in folder.glob("attributions/*.h5") if p.is_file()))
+    return Results(
+        scores=normalise_scores(_concat(scores, SCORES_REQUIRED)),
+        predictions=normalise_predictions(_concat(predictions, PREDICTIONS_REQUIRED)),
+        roar=_concat(roars, ROAR_REQUIRED) if roars else None,
+        models=_concat(models, ("model",)) if models else None,
+        dirs=paths,
+        store_paths=stores,
+    )
+
+
+def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """Concatenate ``frames``; an empty list gives an empty frame with ``columns``."""
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in (*columns, "run")})
+    return pd.concat(frames, ignore_index=True, sort=False)

@@ -1,0 +1,149 @@
+"""A single self-contained HTML report: tables, embedded PNG plots, run parameters and versions.
+
+The file has no external resource (no script, stylesheet, font or image link): plots are embedded as
+``data:image/png;base64`` URIs and the stylesheet is inline, so it opens from disk with no server. It
+carries no time stamp, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+#: Distributions whose versions the report lists (read from package metadata; nothing is imported).
+VERSION_PACKAGES = (
+    "tfxai",
+    "tensorflow",
+    "numpy",
+    "pandas",
+    "scipy",
+    "matplotlib",
+    "h5py",
+    "click",
+)
+MAX_TABLE_ROWS = 400
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; margin-top: 1.6em; }
+h3 { font-size: 1.05em; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0 1em 0; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4em 0.8em; margin: 0.5em 0; }
+.reliable { color: #1a7f37; font-weight: bold; }
+.order-preserving { color: #9a6700; font-weight: bold; }
+.unreliable { color: #cf222e; font-weight: bold; }
+.small { font-size: 0.85em; color: #555; }
+"""
+
+
+@dataclass
+class Section:
+    """One report section: a title and HTML blocks."""
+
+    title: str
+    blocks: list[str] = field(default_factory=list)
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and package versions (``not installed`` where absent)."""
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in VERSION_PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def png_data_uri(path: Path) -> str:
+    """``data:image/png;base64,...`` for the PNG at ``path``."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def image_block(path: Path, caption: str) -> str:
+    """An embedded image with a caption."""
+    alt = html.escape(caption, quote=True)
+    return f'<figure><img alt="{alt}" src="{png_data_uri(path)}"><figcaption class="small">{alt}</figcaption></figure>'
+
+
+def table_block(frame: pd.DataFrame, caption: str = "", max_rows: int = MAX_TABLE_ROWS) -> str:
+    """An HTML table of ``frame`` (floats to 4 significant digits), truncated to ``max_rows`` rows."""
+    head = f"<h3>{html.escape(caption)}</h3>" if caption else ""
+    if frame is None or frame.empty:
+        return head + '<p class="small">(no rows)</p>'
+    shown = frame.head(max_rows)
+    body = shown.to_html(
+        index=False, na_rep="NaN", float_format=lambda v: f"{v:.4g}", border=0, escape=True
+    )
+    more = (
+        f'<p class="small">{len(frame) - max_rows} more rows in the CSV file.</p>'
+        if len(frame) > max_rows
+        else ""
+    )
+    return head + body + more
+
+
+def verdict_table_block(frame: pd.DataFrame) -> str:
+    """The verdict table with the verdict cell coloured by class."""
+    if frame is None or frame.empty:
+        return '<p class="small">(no metric to test)</p>'
+    block = table_block(frame)
+    for name in ("order-preserving", "unreliable", "reliable", "insufficient data"):
+        css = name.replace(" ", "-")
+        block = block.replace(f"<td>{name}</td>", f'<td class="{css}">{name}</td>')
+    return block
+
+
+def notes_block(notes: Sequence[str]) -> str:
+    """Highlighted notes (assumptions, missing inputs)."""
+    return "".join(f'<div class="note">{html.escape(n)}</div>' for n in notes)
+
+
+def kv_table(values: Mapping[str, object], caption: str = "") -> str:
+    """A two-column key/value table."""
+    frame = pd.DataFrame({"name": list(values), "value": [str(v) for v in values.values()]})
+    return table_block(frame, caption)
+
+
+def paragraph(text: str) -> str:
+    """An escaped paragraph."""
+    return f"<p>{html.escape(text)}</p>"
+
+
+def render(title: str, sections: Sequence[Section], notes: Sequence[str] = ()) -> str:
+    """The complete HTML document."""
+    toc = "".join(
+        f'<li><a href="#s{k}">{html.escape(s.title)}</a></li>' for k, s in enumerate(sections)
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        notes_block(notes),
+        f"<ul>{toc}</ul>",
+    ]
+    for k, section in enumerate(sections):
+        parts.append(f'<h2 id="s{k}">{html.escape(section.title)}</h2>')
+        parts.extend(section.blocks)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write(path: Path, title: str, sections: Sequence[Section], notes: Sequence[str] = ()) -> Path:
+    """Write the report to ``path`` (UTF-8) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(title, sections, notes), encoding="utf-8")
+    return path

@@ -1,0 +1,81 @@
+"""What each results folder contains: models, methods with their parameters, metrics, seeds, image counts.
+
+This is the "run parameters" part of the report, read back from the CSVs themselves.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _join(values: pd.Series) -> str:
+    """Sorted distinct non-empty values as one comma-separated string."""
+    return ", ".join(sorted({str(v) for v in values.dropna() if str(v) != ""}))
+
+
+def runs_table(scores: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per results folder: models, weights, methods, metrics, seeds and counts."""
+    runs = sorted(
+        set(scores.get("run", pd.Series(dtype=str)).dropna())
+        | set(predictions.get("run", pd.Series(dtype=str)).dropna())
+    )
+    rows = []
+    for run in runs:
+        s = scores[scores["run"] == run] if "run" in scores.columns else scores.iloc[0:0]
+        p = (
+            predictions[predictions["run"] == run]
+            if "run" in predictions.columns
+            else predictions.iloc[0:0]
+        )
+        rows.append(
+            {
+                "run": run,
+                "models": _join(
+                    pd.concat(
+                        [s.get("model", pd.Series(dtype=str)), p.get("model", pd.Series(dtype=str))]
+                    )
+                ),
+                "weights": _join(
+                    pd.concat(
+                        [
+                            s.get("weights", pd.Series(dtype=str)),
+                            p.get("weights", pd.Series(dtype=str)),
+                        ]
+                    )
+                ),
+                "methods": _join(s.get("method", pd.Series(dtype=str))),
+                "metrics": _join(s.get("metric", pd.Series(dtype=str))),
+                "seeds": _join(s.get("seed", pd.Series(dtype=str))),
+                "images": int(
+                    pd.concat(
+                        [
+                            s.get("image_id", pd.Series(dtype=str)),
+                            p.get("image_id", pd.Series(dtype=str)),
+                        ]
+                    ).nunique()
+                ),
+                "score_rows": len(s),
+                "undefined_values": int(s["value"].isna().sum()) if "value" in s.columns else 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def parameters_table(scores: pd.DataFrame, kind: str = "method") -> pd.DataFrame:
+    """Distinct ``<kind>_params`` per ``<kind>`` (kind is ``method`` or ``metric``)."""
+    column = f"{kind}_params"
+    if scores.empty or column not in scores.columns:
+        return pd.DataFrame(columns=[kind, column])
+    table = scores[[kind, column]].fillna("").astype(str).drop_duplicates()
+    return table.sort_values([kind, column]).reset_index(drop=True)
+
+
+def notes_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Why values are undefined: count of NaN values per (metric, method, note)."""
+    if scores.empty or "note" not in scores.columns:
+        return pd.DataFrame(columns=["metric", "method", "note", "rows"])
+    undefined = scores[scores["value"].isna()]
+    if undefined.empty:
+        return pd.DataFrame(columns=["metric", "method", "note", "rows"])
+    grouped = undefined.groupby(["metric", "method", "note"], sort=True, dropna=False).size()
+    return grouped.rename("rows").reset_index()
