@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tfxai.zoo import efficientnet_lite as lite
 
@@ -320,3 +321,36 @@ def test_imagenet_weights_classify_cat_and_coffee(tmp_path: Path, monkeypatch) -
     top5 = np.argsort(-probs, axis=1)[:, :5]
     assert 281 <= top5[0, 0] <= 285, f"chelsea top-5: {top5[0]}"
     assert {967, 968, 504} & set(top5[1]), f"coffee top-5: {top5[1]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The demo's sample images and their boxes
+# --------------------------------------------------------------------------------------------------
+
+_ANNOTATIONS = Path(__file__).resolve().parents[1] / "annotations"
+
+
+def test_sample_images_match_their_annotations(tmp_path: Path) -> None:
+    pytest.importorskip("skimage.data")
+    pytest.importorskip("sklearn.datasets")
+    import xml.etree.ElementTree as ET
+
+    from tfxai.data.samples import SAMPLE_NAMES, export_sample_images
+
+    paths = export_sample_images(tmp_path)
+    assert [p.stem for p in paths] == list(SAMPLE_NAMES)
+    for path in paths:
+        root = ET.parse(_ANNOTATIONS / f"{path.stem}.xml").getroot()
+        width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+        with Image.open(path) as img:
+            assert img.size == (width, height), path.stem
+        objects = root.findall("object")
+        assert objects, path.stem
+        for obj in objects:
+            x0, y0, x1, y1 = (
+                int(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")
+            )
+            assert 1 <= x0 < x1 <= width and 1 <= y0 < y1 <= height, (
+                path.stem,
+                obj.findtext("name"),
+            )
