@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variants", action="store_true", help="also score the rejected conversion choices"
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="list every image's label and top-1 (squash)"
+    )
     args = parser.parse_args(argv)
 
     synsets = _synset_index(args.data)
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.variants
         else {"chosen": (lite.efficientnet_lite0("imagenet"), lite.preprocess_input)}
     )
+    if args.verbose:
+        list_predictions(datasets, args.data)
     print(
         f"{'variant':42s} {'dataset':16s} {'resize':7s} {'top-1':>8s} {'top-5':>8s} {'p(true)':>8s}"
     )
@@ -151,6 +156,25 @@ def main(argv: list[str] | None = None) -> None:
                 print(
                     f"{vname:42s} {ds.name:16s} {mode:7s} {top1:>3d}/{n:<4d} {top5:>3d}/{n:<4d} {p_true:8.3f}"
                 )
+
+
+def list_predictions(datasets: list[Dataset], data: Path) -> None:
+    """Per image: true synset (with its class name when in ImageNet-1k) and the top-1 prediction."""
+    names = {
+        int(i): n
+        for i, (_s, n) in json.loads((data / "imagenet_class_index.json").read_text()).items()
+    }
+    model = lite.efficientnet_lite0("imagenet")
+    for ds in datasets:
+        x = np.stack([resize_image(load_image(p), lite.INPUT_SIZE, "squash")[0] for p in ds.paths])
+        probs = predict(model, x, lite.preprocess_input)
+        for path, synset, label, p in zip(ds.paths, ds.synsets, ds.labels, probs, strict=True):
+            top = int(p.argmax())
+            truth = f"{synset} {names[label]}" if label is not None else f"{synset} (not in 1k)"
+            mark = "" if label is None else ("ok" if top == label else "--")
+            print(
+                f"{ds.name:16s} {path.name:30s} {truth:40s} -> {names[top]:24s} {p[top]:.2f} {mark}"
+            )
 
 
 if __name__ == "__main__":
