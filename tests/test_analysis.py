@@ -462,11 +462,12 @@ def test_gallery_png_in_pipeline(tmp_path):
 # ---------------------------------------------------------------- end to end, CLI, determinism
 
 
-def synthetic_study(tmp_path: Path) -> Path:
-    """A results folder with localisation, robustness, ssim and confidence metrics, plus roar.csv."""
+def synthetic_study(
+    tmp_path: Path, variants=("rotate_-30", "rotate_15", "sharpen", "normalize_local")
+) -> Path:
+    """A results folder with localisation, faithfulness and ssim metrics, plus roar.csv."""
     rng = np.random.default_rng(1)
     rows = []
-    variants = ["rotate_-30", "rotate_-15", "rotate_15", "rotate_30", "sharpen", "normalize_local"]
     for model, method, image in itertools.product(
         ["f20", "f60", "f100"], ["gradcam", "ig", "saliency"], range(4)
     ):
@@ -537,7 +538,7 @@ def test_cli_usage_errors_exit_2_and_name_the_path(tmp_path):
 
 
 def test_outputs_are_deterministic(tmp_path):
-    folder = synthetic_study(tmp_path)
+    folder = synthetic_study(tmp_path, variants=("rotate_15", "sharpen"))
     for out in ("o1", "o2"):
         analyse(
             [folder],
@@ -546,3 +547,22 @@ def test_outputs_are_deterministic(tmp_path):
         )
     for name in ("summary.csv", "reliability.csv", "report.html", "plots/bar_iou.png"):
         assert (tmp_path / "o1" / name).read_bytes() == (tmp_path / "o2" / name).read_bytes(), name
+
+
+def test_gallery_from_results_attribution_store(tmp_path):
+    results = pytest.importorskip("tfxai.results")
+    if not hasattr(results, "AttributionStore"):
+        pytest.skip("tfxai.results.AttributionStore is not available")
+    folder = write_results(tmp_path / "r", [score_row("img/1", "vgg16", "gradcam", "iou", 0.3)])
+    store = results.AttributionStore(folder / "attributions")
+    maps = np.stack([np.eye(6, dtype=np.float32), 2 * np.eye(6, dtype=np.float32)])
+    store.put("vgg16", "imagenet", "gradcam", "{}", ["img/1", "img2"], maps, [3, 4])
+    store.put("vgg16", "imagenet", "saliency", "{}", ["img/1"], -maps[:1], [3])
+    items, _ = gallery.collect(load_results([folder]).store_paths, 1)
+    assert sorted((i.method, i.image_id) for i in items) == [
+        ("gradcam", "img/1"),
+        ("saliency", "img/1"),
+    ]
+    assert all(np.allclose(gallery.display_map(i.load()), np.eye(6)) for i in items)
+    analyse([folder], tmp_path / "o", AnalysisOptions(gallery=1, report=False))
+    assert (tmp_path / "o" / "plots" / "gallery_vgg16.png").is_file()

@@ -4,8 +4,8 @@ The table follows REFERENCE.md ("Metrics"). Sources, in order of precedence:
 
 1. a ``direction`` column in ``scores.csv`` (values ``higher``/``lower``, also ``up``/``down``, ``↑``/``↓``);
 2. the per-variant rules below (occlusion confidence, ROAD LeRF), which a per-metric answer cannot express;
-3. ``tfxai.evaluation`` when it exposes a direction for the metric (``metric_direction(name)`` or a
-   ``METRIC_DIRECTIONS`` mapping), so the evaluator stays the single source of truth once it exists;
+3. ``tfxai.evaluation``'s metric registry when the metric's class sets its ``direction``, so the
+   evaluator stays the single source of truth;
 4. the table below;
 5. otherwise ``higher``, flagged as *assumed* so reports can say so.
 
@@ -94,17 +94,25 @@ def parse_direction(text: object) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _from_evaluation(metric: str) -> str | None:
-    """Ask ``tfxai.evaluation`` for the direction of ``metric``, if it can tell; never raises."""
+    """Ask ``tfxai.evaluation`` for the direction of ``metric``, if it can tell; never raises.
+
+    Reads the metric registry (``tfxai.evaluation.base.METRICS``: name → class with a ``direction``) and
+    trusts a class only when it sets ``direction`` itself rather than inheriting the base default.
+    """
     try:
         module = importlib.import_module("tfxai.evaluation")
+        base = importlib.import_module("tfxai.evaluation.base")
     except Exception:  # noqa: BLE001 - the evaluator is optional here; any import failure means "unknown"
         return None
-    getter = getattr(module, "metric_direction", None)
-    if callable(getter):
-        try:
-            return parse_direction(getter(metric))
-        except Exception:  # noqa: BLE001 - unknown metric or API mismatch
-            return None
+    registry = getattr(base, "METRICS", None)
+    if isinstance(registry, dict) and metric in registry:
+        cls = registry[metric]
+        root = getattr(base, "Metric", object)
+        for klass in getattr(cls, "__mro__", ()):
+            if klass is root:
+                break
+            if "direction" in vars(klass):
+                return parse_direction(vars(klass)["direction"])
     table = getattr(module, "METRIC_DIRECTIONS", None)
     if isinstance(table, dict):
         return parse_direction(table.get(metric))

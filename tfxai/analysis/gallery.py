@@ -1,11 +1,13 @@
 """Read attribution maps and images for the gallery (image × method maps overlaid on the images).
 
-Maps come from the attribution store of a results folder (``attributions.h5``):
+Maps come from the attribution store of a results folder:
 
-- through ``tfxai.results.AttributionStore(path).iter_items()`` when that API exists;
-- otherwise by walking the HDF5 file: every dataset whose path is ``model/method/.../image_id`` (at least
-  three levels) is one attribution; ``model``, ``method``, ``image_id`` and ``method_params`` attributes on
-  the dataset or its groups override what the path says.
+- the ``attributions/`` folder written by :class:`tfxai.results.AttributionStore` (one HDF5 part file per
+  batch), read through ``AttributionStore(folder).iter_items()`` and ``.load(item)``;
+- a single HDF5 file (``*.h5`` in the results folder), walked directly: every dataset whose path is
+  ``model/method/.../image_id`` (at least three levels) is one attribution; ``model``, ``weights``,
+  ``method``, ``image_id`` and ``method_params`` attributes on the dataset or its groups override what the
+  path says.
 
 A raw attribution (H, W, C) is reduced to a display map by summing the channels, taking the absolute value
 and dividing by the maximum, so every map lies in [0, 1]. Images are looked up in ``--images DIR`` by file
@@ -15,16 +17,19 @@ drawn alone.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from .modelinfo import model_id_map
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_ARRAY_NAMES = ("attribution", "raw", "array", "data", "map", "values", "value")
 
 
 @dataclass
@@ -36,7 +41,22 @@ class GalleryItem:
     image_id: str
     attribution: np.ndarray | None = None
     method_params: str = ""
+    weights: str = ""
+    model_id: str = (
+        ""  # display label: the model name, or model[weights] when one model has several
+    )
     attrs: dict[str, object] = field(default_factory=dict)
+    loader: Callable[[], np.ndarray] | None = None
+
+    def load(self) -> np.ndarray:
+        """The attribution array, loaded on first use."""
+        if self.attribution is None:
+            if self.loader is None:
+                raise ValueError(
+                    f"no attribution stored for {self.model}/{self.method}/{self.image_id}"
+                )
+            self.attribution = np.asarray(self.loader())
+        return self.attribution
 
 
 def display_map(attribution: np.ndarray) -> np.ndarray:
@@ -83,47 +103,55 @@ def _h5_items(path: Path) -> Iterator[GalleryItem]:
                 method=str(attrs.get("method", parts[1])),
                 image_id=str(attrs.get("image_id", parts[-1])),
                 method_params=str(attrs.get("method_params", "")),
-                attrs={**attrs, "_h5_path": str(path), "_h5_name": name},
+                weights=str(attrs.get("weights", "")),
+                attrs=attrs,
+                loader=functools.partial(_load_h5_array, path, name),
             )
 
 
-def _load_h5_array(item: GalleryItem) -> np.ndarray:
-    """Load the array of an item found by :func:`_h5_items`."""
+def _load_h5_array(path: Path, name: str) -> np.ndarray:
+    """Load dataset ``name`` of the HDF5 file ``path``."""
     import h5py
 
-    with h5py.File(str(item.attrs["_h5_path"]), "r") as handle:
-        return np.asarray(handle[str(item.attrs["_h5_name"])][()])
+    with h5py.File(path, "r") as handle:
+        return np.asarray(handle[name][()])
 
 
-def _coerce(raw: object) -> GalleryItem | None:
-    """Turn one item of ``AttributionStore.iter_items()`` into a :class:`GalleryItem` (None if unusable)."""
-    array = None
-    meta: object = raw
-    if isinstance(raw, tuple) and len(raw) == 2:
-        meta, array = raw
-    get = meta.get if isinstance(meta, dict) else (lambda k, d=None: getattr(meta, k, d))
-    if array is None:
-        array = next((get(n) for n in _ARRAY_NAMES if get(n) is not None), None)
-    model, method, image_id = get("model"), get("method"), get("image_id")
-    if array is None or model is None or method is None or image_id is None:
+def _store_items(folder: Path) -> Iterator[GalleryItem] | None:
+    """Items of a ``tfxai.results.AttributionStore`` folder, or None when that API is unavailable."""
+    try:
+        results = importlib.import_module("tfxai.results")
+    except Exception:  # noqa: BLE001 - the store module is optional; fall back to reading HDF5 files
         return None
-    params = get("method_params", "") or ""
-    return GalleryItem(str(model), str(method), str(image_id), np.asarray(array), _text(params))
+    store_cls = getattr(results, "AttributionStore", None)
+    if store_cls is None or not hasattr(store_cls, "iter_items"):
+        return None
+    store = store_cls(folder)
+    return (_from_stored(store, raw) for raw in store.iter_items())
+
+
+def _from_stored(store: object, raw: object) -> GalleryItem:
+    """A :class:`GalleryItem` for one ``StoredItem`` of the store, loaded through ``store.load``."""
+    return GalleryItem(
+        model=str(raw.model),
+        method=str(raw.method),
+        image_id=str(raw.image_id),
+        method_params=_text(getattr(raw, "method_params", "")),
+        weights=str(getattr(raw, "weights", "")),
+        loader=functools.partial(store.load, raw),
+    )
 
 
 def iter_store(path: Path) -> Iterator[GalleryItem]:
-    """Yield the attributions of the store at ``path`` (see the module docstring for the two readers)."""
-    try:
-        results = importlib.import_module("tfxai.results")
-        store_cls = getattr(results, "AttributionStore", None)
-    except Exception:  # noqa: BLE001 - the store module is optional; fall back to reading HDF5 directly
-        store_cls = None
-    if store_cls is not None and hasattr(store_cls, "iter_items"):
-        store = store_cls(path)
-        for raw in store.iter_items():
-            item = _coerce(raw)
-            if item is not None:
-                yield item
+    """Yield the attributions of a store folder or HDF5 file at ``path`` (see the module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        items = _store_items(path)
+        if items is not None:
+            yield from items
+            return
+        for part in sorted(path.rglob("*.h5")):
+            yield from _h5_items(part)
         return
     yield from _h5_items(path)
 
@@ -140,15 +168,18 @@ def select_items(
         list(image_ids) if image_ids else sorted({i.image_id for i in listed})[: max(n_images, 0)]
     )
     wanted = set(chosen)
-    kept: dict[tuple[str, str, str], GalleryItem] = {}
+    kept: dict[tuple[str, str, str, str], GalleryItem] = {}
     for item in listed:
-        key = (item.model, item.method, item.image_id)
+        key = (item.model, item.weights, item.method, item.image_id)
         if item.image_id in wanted and key not in kept:
-            if item.attribution is None:
-                item.attribution = _load_h5_array(item)
+            item.load()
             kept[key] = item
     order = {image_id: k for k, image_id in enumerate(chosen)}
-    return sorted(kept.values(), key=lambda i: (i.model, order[i.image_id], i.method))
+    ids = model_id_map(pd.DataFrame({"model": [i.model for i in kept.values()],
+                                     "weights": [i.weights for i in kept.values()]}))  # fmt: skip
+    for item in kept.values():
+        item.model_id = ids.get((item.model, item.weights), item.model)
+    return sorted(kept.values(), key=lambda i: (i.model_id, order[i.image_id], i.method))
 
 
 def find_image(images_dir: Path | None, image_id: str) -> Path | None:
@@ -197,6 +228,6 @@ def collect(
     images: dict[str, np.ndarray | None] = {}
     for item in kept:
         if item.image_id not in images:
-            shape = display_map(item.attribution).shape
+            shape = display_map(item.load()).shape
             images[item.image_id] = load_image(find_image(images_dir, item.image_id), shape)
     return kept, images

@@ -4,8 +4,9 @@ A results folder is what ``tfxai attribute`` / ``tfxai evaluate`` write (see DES
 
 - ``scores.csv``: one row per image × model × method × metric × variant;
 - ``predictions.csv``: one row per image × model;
-- optionally ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...) and an
-  attribution store ``attributions.h5``.
+- optionally ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...),
+  ``runs.jsonl`` (one JSON line per command run: its parameters and versions) and an attribution store
+  (the ``attributions/`` folder of :class:`tfxai.results.AttributionStore`, or a single ``*.h5`` file).
 
 A folder needs at least one of ``scores.csv`` and ``predictions.csv``; otherwise :class:`ResultsError`
 names the folder. Several folders are concatenated; a ``run`` column records where each row came from.
@@ -13,6 +14,7 @@ names the folder. Several folders are concatenated; a ``run`` column records whe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ SCORES_FILE = "scores.csv"
 PREDICTIONS_FILE = "predictions.csv"
 ROAR_FILE = "roar.csv"
 MODELS_FILE = "models.csv"
+STORE_DIR = "attributions"
+RUNS_FILE = "runs.jsonl"
 
 #: Columns every analysis needs in ``scores.csv``.
 SCORES_REQUIRED = ("model", "method", "metric", "value")
@@ -61,7 +65,8 @@ class Results:
         roar: the concatenated ``roar.csv`` rows, or ``None``.
         models: the concatenated ``models.csv`` rows, or ``None``.
         dirs: the folders read, in the order given.
-        store_paths: attribution stores (``attributions.h5``) found in those folders.
+        store_paths: attribution stores (``attributions/`` folders, ``*.h5`` files) in those folders.
+        runs: the ``runs.jsonl`` records (each with a ``run`` key naming its folder).
     """
 
     scores: pd.DataFrame
@@ -70,6 +75,7 @@ class Results:
     models: pd.DataFrame | None = None
     dirs: list[Path] = field(default_factory=list)
     store_paths: list[Path] = field(default_factory=list)
+    runs: list[dict[str, object]] = field(default_factory=list)
 
 
 def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
@@ -141,6 +147,7 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
     scores, predictions, roars, models = [], [], [], []
     paths: list[Path] = []
     stores: list[Path] = []
+    runs: list[dict[str, object]] = []
     for raw in dirs:
         folder = Path(raw)
         if not folder.is_dir():
@@ -163,8 +170,10 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
                 f"{folder}: not a results folder (neither {SCORES_FILE} nor {PREDICTIONS_FILE} found)"
             )
         paths.append(folder)
+        runs.extend(read_runs(folder / RUNS_FILE, str(folder)))
+        if (folder / STORE_DIR).is_dir():
+            stores.append(folder / STORE_DIR)
         stores.extend(sorted(p for p in folder.glob("*.h5") if p.is_file()))
-        stores.extend(sorted(p for p in folder.glob("attributions/*.h5") if p.is_file()))
     return Results(
         scores=normalise_scores(_concat(scores, SCORES_REQUIRED)),
         predictions=normalise_predictions(_concat(predictions, PREDICTIONS_REQUIRED)),
@@ -172,7 +181,23 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
         models=_concat(models, ("model",)) if models else None,
         dirs=paths,
         store_paths=stores,
+        runs=runs,
     )
+
+
+def read_runs(path: Path, run: str) -> list[dict[str, object]]:
+    """The JSON records of ``runs.jsonl`` (unparsable lines are skipped), each tagged with ``run``."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append({"run": run, **record})
+    return records
 
 
 def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

@@ -159,25 +159,19 @@ def draw_plots(
         drawn["bars"].append((path, f"{metric}: mean ± sample std per method and model"))
     known = models.dropna(subset=["accuracy"])
     if len(known) >= 2:
-        for metric, variant in (
-            scores[["metric", "variant"]]
-            .drop_duplicates()
-            .sort_values(["metric", "variant"])
-            .itertuples(index=False)
-        ):
-            means = reliability.method_means(scores, metric, variant)
-            means = means.loc[[m for m in means.index if m in set(known["model_id"])]]
-            if len(means) < 2:
+        for metric in sorted(scores["metric"].unique()):
+            panels = {}
+            for variant in sorted(scores.loc[scores["metric"] == metric, "variant"].unique()):
+                means = reliability.method_means(scores, metric, variant)
+                means = means.loc[[m for m in means.index if m in set(known["model_id"])]]
+                if len(means) >= 2:
+                    panels[variant] = means
+            if not panels:
                 continue
-            direction = metric_direction(metric, variant, scores).direction
-            name = f"accuracy_{plots.slug(metric)}" + (f"_{plots.slug(variant)}" if variant else "")
-            figure = plots.accuracy_lines(means, known, metric, variant, direction)
-            drawn["accuracy"].append(
-                (
-                    plots.save(figure, folder / f"{name}.png"),
-                    f"{metric} {variant} vs model accuracy".replace("  ", " "),
-                )
-            )
+            direction = metric_direction(metric, "", scores).direction
+            figure = plots.accuracy_lines(panels, known, metric, direction)
+            path = plots.save(figure, folder / f"accuracy_{plots.slug(metric)}.png")
+            drawn["accuracy"].append((path, f"{metric}: mean per method vs model accuracy"))
     if "roar_summary" in tables and not tables["roar_summary"].empty:
         drawn["roar"].append(
             (plots.save(plots.roar_plot(tables["roar_summary"]), folder / "roar.png"), "ROAR")
@@ -197,7 +191,7 @@ def _draw_gallery(
         results.store_paths, options.gallery, options.images, list(options.gallery_images) or None
     )
     drawn = []
-    for model in sorted({i.model for i in items}):
+    for model in sorted({i.model_id or i.model for i in items}):
         figure = plots.gallery_figure(items, images, model)
         drawn.append(
             (plots.save(figure, folder / f"gallery_{plots.slug(model)}.png"), f"gallery: {model}")
@@ -221,6 +215,7 @@ def build_report(
         report.Section("Run", [
             report.table_block(runinfo.runs_table(scores, results.predictions), "Results folders"),
             report.table_block(tables["model_info"], "Models"),
+            report.table_block(runinfo.commands_table(results.runs), "Commands run (runs.jsonl)"),
             report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
             report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
             report.kv_table(_option_values(options), "Analysis options"),

@@ -96,38 +96,43 @@ def bar_chart(summary: pd.DataFrame, metric: str, direction: str = "") -> Figure
 
 
 def accuracy_lines(
-    means: pd.DataFrame, models: pd.DataFrame, metric: str, variant: str = "", direction: str = ""
+    means_by_variant: Mapping[str, pd.DataFrame],
+    models: pd.DataFrame,
+    metric: str,
+    direction: str = "",
 ) -> Figure:
-    """Mean ``metric`` against model accuracy, one line per method, one panel per architecture.
+    """Mean ``metric`` against model accuracy, one line per method (Erdem's figures).
 
-    ``means`` is a models × methods table (:func:`tfxai.analysis.reliability.method_means`); ``models`` the
-    model table with model_id, architecture and accuracy.
+    ``means_by_variant`` maps each variant ("" for single-variant metrics) to a models × methods table
+    (:func:`tfxai.analysis.reliability.method_means`); ``models`` is the model table with model_id,
+    architecture and accuracy. One panel per (variant, architecture).
     """
     info = models.set_index("model_id")
-    architectures = sorted({info.loc[m, "architecture"] for m in means.index if m in info.index})
-    n_rows, n_cols = _grid(len(architectures))
+    panels = []
+    for variant, means in sorted(means_by_variant.items()):
+        known = [m for m in means.index if m in info.index]
+        for arch in sorted({info.loc[m, "architecture"] for m in known}):
+            members = [m for m in known if info.loc[m, "architecture"] == arch]
+            panels.append((variant, arch, means.loc[members]))
+    n_rows, n_cols = _grid(len(panels))
     figure = new_figure(5.0 * n_cols, 3.6 * n_rows)
-    for k, arch in enumerate(architectures):
+    for k, (variant, arch, means) in enumerate(panels):
         axes = figure.add_subplot(n_rows, n_cols, k + 1)
-        members = [
-            m for m in means.index if m in info.index and info.loc[m, "architecture"] == arch
-        ]
-        accuracy = info.loc[members, "accuracy"].astype(float)
-        order = accuracy.sort_values(kind="stable").index
+        accuracy = info.loc[means.index, "accuracy"].astype(float).sort_values(kind="stable")
         for j, method in enumerate(means.columns):
             axes.plot(
-                accuracy.loc[order].to_numpy(), means.loc[order, method].to_numpy(dtype=float),
+                accuracy.to_numpy(), means.loc[accuracy.index, method].to_numpy(dtype=float),
                 marker="o", label=str(method), color=_COLORS[j % len(_COLORS)],
             )  # fmt: skip
         label = f"{metric} {variant}".strip()
         axes.set_title(
-            f"{label} vs accuracy ({arch})" + (f", {direction} is better" if direction else ""),
-            fontsize=9,
+            f"{label} ({arch})" + (f", {direction} is better" if direction else ""), fontsize=9
         )
         axes.set_xlabel("model accuracy", fontsize=8)
         axes.set_ylabel(f"mean {label}", fontsize=8)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        if k == 0:
+            axes.legend(fontsize=7)
     figure.tight_layout()
     return figure
 
@@ -163,8 +168,8 @@ def gallery_figure(
     model: str,
     alpha: float = 0.5,
 ) -> Figure:
-    """Rows = images, columns = the image and one map per method, for one ``model``."""
-    chosen = [i for i in items if i.model == model]
+    """Rows = images, columns = the image and one map per method, for one ``model`` (its model_id)."""
+    chosen = [i for i in items if (i.model_id or i.model) == model]
     image_ids = list(dict.fromkeys(i.image_id for i in chosen))
     methods = sorted({i.method for i in chosen})
     lookup = {(i.image_id, i.method): i for i in chosen}
@@ -187,7 +192,7 @@ def gallery_figure(
             item = lookup.get((image_id, method))
             if item is None:
                 continue
-            heat = display_map(item.attribution)
+            heat = display_map(item.load())
             if image is not None and image.shape[:2] == heat.shape:
                 axes.imshow(image)
                 axes.imshow(heat, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)

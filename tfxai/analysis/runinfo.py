@@ -5,6 +5,8 @@ This is the "run parameters" part of the report, read back from the CSVs themsel
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 
@@ -79,3 +81,16 @@ def notes_table(scores: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["metric", "method", "note", "rows"])
     grouped = undefined.groupby(["metric", "method", "note"], sort=True, dropna=False).size()
     return grouped.rename("rows").reset_index()
+
+
+def commands_table(records: list[dict[str, object]]) -> pd.DataFrame:
+    """The ``runs.jsonl`` records as a table; nested values are shown as sorted JSON."""
+    if not records:
+        return pd.DataFrame(columns=["run"])
+    rows = [
+        {k: v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v, sort_keys=True, default=str)
+         for k, v in record.items()}
+        for record in records
+    ]  # fmt: skip
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame(rows, columns=columns)
