@@ -13,7 +13,7 @@ Python API (see DESIGN.md)::
 
 import os as _os
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tfxai.attribution.base import get_attributer, list_methods, to_map  # noqa: E402
 from tfxai.evaluation.base import get_metric, list_metrics  # noqa: E402

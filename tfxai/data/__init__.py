@@ -1,7 +1,21 @@
 """Image loading, annotations (VOC XML → boxes → masks) and the ImageNet class index."""
 
-from tfxai.data.annotations import Annotation, AnnotationError, boxes_to_mask, boxes_to_masks, parse_voc
-from tfxai.data.dataset import Batch, DatasetError, Sample, discover, iter_batches, load_batch, shard
+from tfxai.data.annotations import (
+    Annotation,
+    AnnotationError,
+    boxes_to_mask,
+    boxes_to_masks,
+    parse_voc,
+)
+from tfxai.data.dataset import (
+    Batch,
+    DatasetError,
+    Sample,
+    discover,
+    iter_batches,
+    load_batch,
+    shard,
+)
 from tfxai.data.imagenet import class_index, class_name, parse_label, synset_to_index
 from tfxai.data.images import BoxTransform, ImageLoadError, load_image, resize_image, to_rgb
 

@@ -1,0 +1,177 @@
+"""``tfxai`` command-line entry point."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import click
+from tfxai.cli.options import parse_params, parse_shard, run_options, split_list
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _warning_to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    _echo(f"warning: {message}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tfxai")
+def main() -> None:
+    """Explain Keras image classifiers and measure whether the explanations can be trusted."""
+    warnings.showwarning = _warning_to_stderr
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """Registered backbones with input size, preprocessing and Grad-CAM layer."""
+    from tfxai.models import MODELS
+
+    rows = []
+    for spec in MODELS.values():
+        try:
+            layer = spec.resolve_last_conv()
+        except Exception:  # noqa: BLE001
+            layer = "?"
+        rows.append([spec.name, f"{spec.input_size[0]}x{spec.input_size[1]}",
+                     spec.preprocess_mode, layer, spec.description])
+    click.echo(_table(rows, ["model", "input", "preprocess", "last conv layer", "description"]))
+    click.echo("\nAlso: any saved .keras/.h5 model file (--model path/to/model.keras).")
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """Attribution methods with their parameters and defaults."""
+    from tfxai.attribution.base import method_info
+
+    rows = [[r["name"], ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-",
+             r["summary"]] for r in method_info()]
+    click.echo(_table(rows, ["method", "parameters (defaults)", "summary"]))
+    click.echo("\nAll methods also take batch_size; random ones take seed. "
+               "Wrap any method in a noise tunnel: METHOD+smoothgrad.")
+
+
+@main.command("metrics")
+def metrics_cmd() -> None:
+    """Evaluation metrics with family, direction, needs and defaults."""
+    from tfxai.evaluation.base import metric_info
+
+    rows = [[r["name"], r["family"], r["direction"], ",".join(r["needs"]) or "-",
+             ",".join(r["variants"]) or "-",
+             ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-"]
+            for r in metric_info()]
+    click.echo(_table(rows, ["metric", "family", "better", "needs", "variants", "parameters"]))
+
+
+def _config(kw: dict[str, Any], metrics: str | None = None):
+    from tfxai.attribution.base import list_methods
+    from tfxai.run import RunConfig
+
+    params = parse_params(kw["params"])
+    metric_names = split_list(metrics)
+    method_names = split_list(kw["methods"])
+    known = set(list_methods())
+    method_params = {k: v for k, v in params.items()
+                     if k in known or k in method_names or "+" in k}
+    metric_params = {k: v for k, v in params.items() if k not in method_params}
+    model_options = {}
+    if kw["preprocess"]:
+        model_options["preprocess"] = kw["preprocess"]
+    if kw["last_conv_layer"]:
+        model_options["last_conv_layer"] = kw["last_conv_layer"]
+    if kw["model_output"] != "probabilities":
+        model_options["output"] = kw["model_output"]
+    return RunConfig(
+        models=split_list(kw["models"]), methods=method_names, metrics=metric_names,
+        images=kw["images"], annotations=kw["annotations"], labels=kw["labels"],
+        weights=kw["weights"], out=kw["out"], target=kw["target"], resize=kw["resize"],
+        limit=kw["limit"], batch_size=kw["batch_size"], seed=kw["seed"],
+        method_params=method_params, metric_params=metric_params,
+        shard=parse_shard(kw["shard"]), progress=not kw["no_progress"],
+        model_options=model_options,
+    )
+
+
+def _run(fn, cfg) -> None:
+    from tfxai.data.dataset import DatasetError
+    from tfxai.models import ModelLoadError
+    from tfxai.results import ResultsWriteError
+    from tfxai.run import ConfigError
+
+    try:
+        summary = fn(cfg)
+    except (ConfigError, DatasetError, ModelLoadError) as exc:
+        _echo(f"error: {exc}")
+        sys.exit(EXIT_USAGE)
+    except ResultsWriteError as exc:
+        _echo(f"error: {exc}")
+        sys.exit(EXIT_FAILURES)
+    for note in summary.notes:
+        _echo(f"note: {note}")
+    _echo(f"{summary.images} images: {summary.computed} attributions computed, "
+          f"{summary.skipped} reused/skipped, {summary.rows} score rows, "
+          f"{summary.errors} errors -> {summary.out}")
+    if summary.interrupted:
+        _echo("interrupted: results so far are saved; re-run the same command to resume.")
+        sys.exit(EXIT_INTERRUPTED)
+    if summary.errors:
+        _echo(f"some images failed: see {summary.out}/errors.csv")
+        sys.exit(EXIT_FAILURES)
+
+
+@main.command("attribute")
+@run_options
+def attribute_cmd(**kw: Any) -> None:
+    """Compute attributions for models × methods over the images (resumable)."""
+    from tfxai.run import run_attribute
+
+    _run(run_attribute, _config(kw))
+
+
+@main.command("evaluate")
+@click.option("--metric", "metrics", required=True, help="Comma list of metrics.")
+@run_options
+def evaluate_cmd(metrics: str, **kw: Any) -> None:
+    """Score attributions with metrics into scores.csv (reuses stored attributions)."""
+    from tfxai.run import run_evaluate
+
+    _run(run_evaluate, _config(kw, metrics))
+
+
+def _register_optional() -> None:
+    """Commands living in their own modules (analyse, training, ...)."""
+    import importlib
+
+    for module, names in (
+        ("tfxai.cli.analyse_cmd", ("analyse",)),
+        ("tfxai.cli.train_cmds", ("finetune", "roar", "synth")),
+        ("tfxai.cli.demo_cmd", ("demo",)),
+        ("tfxai.cli.merge_cmd", ("merge",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if cmd is not None:
+                main.add_command(cmd, name)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

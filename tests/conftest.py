@@ -1,0 +1,70 @@
+"""Shared fixtures: quiet TensorFlow, tiny models, generated images with VOC boxes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(sub: str = "") -> Path:
+    """Path into ../shared/data, skipping the test when it is absent."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent")
+    return path
+
+
+def write_voc(path: Path, width: int, height: int, objects: list[tuple[str, int, int, int, int]]) -> None:
+    """Write a Pascal-VOC XML file; boxes are 1-based inclusive (xmin, ymin, xmax, ymax)."""
+    objs = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for n, a, b, c, d in objects
+    )
+    path.write_text(
+        f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth>"
+        f"</size>{objs}</annotation>"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_file(tmp_path_factory) -> Path:
+    """A small saved CNN (32×32 RGB, 10 classes, softmax) as a .keras file."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = tf.keras.layers.MaxPooling2D()(x)
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    model = tf.keras.Model(inp, out, name="tiny_cnn")
+    path = tmp_path_factory.mktemp("models") / "tiny_cnn.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture
+def image_dir(tmp_path) -> Path:
+    """Six 40×30 PNG images with VOC boxes (synset names from ImageNet) in one folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        arr = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+        write_voc(folder / f"img{i}.xml", 40, 30, [("n01440764", 5, 5, 20, 25)])
+    return folder

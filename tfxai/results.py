@@ -1,0 +1,383 @@
+"""Results: the schema of the CSV files, crash-safe appends, resume keys and the attribution store.
+
+Layout of a results folder::
+
+    predictions.csv   image_id, model, weights, label, predicted, confidence, correct
+    scores.csv        one row per image × model × method × metric × variant (SCORES_COLUMNS)
+    curves.csv        curve points of curve metrics (deletion, insertion, road)
+    errors.csv        per-image failures; the run goes on
+    attributions/     raw attributions, one HDF5 file per written batch (see AttributionStore)
+    runs.jsonl        one line per command run: its parameters and library versions
+
+Crash safety:
+
+* a CSV batch is appended with one ``write`` of complete lines followed by ``fsync``; when a file is
+  opened again, a torn last line (from a kill during the write) is cut off, so the file only ever
+  holds complete rows;
+* an attribution batch goes to a temporary file that is renamed into place (``os.replace``), so a
+  part file is either complete or absent;
+* re-running a command skips the keys already present, so a killed run loses at most the batch in
+  flight, and no row is written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PREDICTIONS_COLUMNS",
+    "SCORES_COLUMNS",
+    "ERRORS_COLUMNS",
+    "CURVES_COLUMNS",
+    "ResultsWriteError",
+    "CsvTable",
+    "AttributionStore",
+    "ResultsDir",
+    "params_hash",
+]
+
+PREDICTIONS_COLUMNS = ["image_id", "model", "weights", "label", "predicted", "confidence", "correct"]
+SCORES_COLUMNS = [
+    "image_id", "model", "weights", "method", "method_params", "metric", "metric_params",
+    "variant", "value", "target", "label", "predicted", "confidence", "seconds", "seed", "note", "metric_seconds",
+]
+CURVES_COLUMNS = [
+    "image_id", "model", "weights", "method", "method_params", "metric", "metric_params",
+    "variant", "x", "y",
+]
+ERRORS_COLUMNS = ["time", "image_id", "path", "stage", "model", "method", "metric", "error"]
+
+PREDICTION_KEY = ("image_id", "model", "weights")
+SCORE_KEY = ("image_id", "model", "weights", "method", "method_params", "metric", "metric_params")
+
+
+class ResultsWriteError(OSError):
+    """The results folder cannot be written (missing permission, full disk). Names the path."""
+
+
+def params_hash(params_json: str) -> str:
+    """Short stable hash of a canonical parameter JSON string."""
+    return hashlib.sha1(params_json.encode("utf-8")).hexdigest()[:12]
+
+
+def _write_error(path: Path, exc: OSError) -> ResultsWriteError:
+    if exc.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied (the folder is not writable)"
+    else:
+        why = exc.strerror or str(exc)
+    return ResultsWriteError(
+        exc.errno or 0,
+        f"cannot write {str(path)!r}: {why}. Results written before this point are intact; "
+        "free space or fix permissions and re-run the same command to resume",
+    )
+
+
+def _fmt(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "nan" if np.isnan(v) else repr(v)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str):
+        return value.replace("\n", " ").replace("\r", " ")
+    return value
+
+
+class CsvTable:
+    """An append-only CSV file with a fixed header, torn-line repair and resume keys."""
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.columns = list(columns)
+        self._repaired = False
+
+    def repair(self) -> None:
+        """Cut a torn last line (no trailing newline) left by a killed writer."""
+        self._repaired = True
+        if not self.path.exists():
+            return
+        size = self.path.stat().st_size
+        if size == 0:
+            return
+        with self.path.open("rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            block = min(size, 1 << 20)
+            fh.seek(size - block)
+            data = fh.read(block)
+            cut = data.rfind(b"\n")
+            fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+    def _header_line(self) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(self.columns)
+        return buf.getvalue()
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Append rows with one write + fsync. Returns the number of rows written."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        if not self._repaired:
+            self.repair()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n",
+                                extrasaction="ignore")
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        data = buf.getvalue()
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            data = self._header_line() + data
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                payload = data.encode("utf-8")
+                written = os.write(fd, payload)
+                if written != len(payload):  # short write: disk full
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.repair()
+            raise _write_error(self.path, exc) from exc
+        return len(rows)
+
+    def read(self) -> list[dict[str, str]]:
+        """All complete rows as dicts of strings (a torn last line is ignored)."""
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            text = fh.read()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        return list(csv.DictReader(io.StringIO(text)))
+
+    def keys(self, key_columns: Sequence[str]) -> set[tuple[str, ...]]:
+        return {tuple(row.get(c, "") for c in key_columns) for row in self.read()}
+
+
+# --------------------------------------------------------------------------------------- store
+
+
+def _slug(text: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return safe if safe == text and len(text) <= 60 else f"{safe[:40]}-{params_hash(text)[:8]}"
+
+
+def _weights_slug(weights: str) -> str:
+    return weights if weights in ("imagenet", "none", "custom") else f"file-{params_hash(weights)}"
+
+
+def _enc_id(image_id: str) -> str:
+    return image_id.replace("%", "%25").replace("/", "%2F")
+
+
+def _dec_id(name: str) -> str:
+    return name.replace("%2F", "/").replace("%25", "%")
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One stored attribution (loaded lazily with :meth:`AttributionStore.load`)."""
+
+    model: str
+    weights: str
+    method: str
+    method_params: str
+    image_id: str
+    target: int
+    file: Path
+    seconds: float = float("nan")
+
+
+class AttributionStore:
+    """Raw attributions in HDF5, keyed by model, weights, method, method_params and image id.
+
+    Each written batch is one file ``<root>/<model>/<weights>/<method>/<params-hash>/part-*.h5``
+    holding one dataset per image (named by the image id, ``/`` escaped) with the target class as
+    an attribute; the file's attributes record model, weights, method, method_params and the run's
+    parameters. Files are written to a temporary name and renamed, so a part is never torn.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self._index: dict[tuple[str, str, str, str, str], StoredItem] | None = None
+
+    # ------------------------------------------------------------------ writing
+    def _dir(self, model: str, weights: str, method: str, method_params: str) -> Path:
+        return (self.root / _slug(model) / _weights_slug(weights) / _slug(method)
+                / params_hash(method_params))
+
+    def put(
+        self,
+        model: str,
+        weights: str,
+        method: str,
+        method_params: str,
+        image_ids: Sequence[str],
+        attributions: np.ndarray,
+        targets: Sequence[int],
+        seconds: Sequence[float] | None = None,
+        run_params: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write one batch atomically; returns the part file."""
+        import h5py
+
+        folder = self._dir(model, weights, method, method_params)
+        path = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
+        tmp = path.with_suffix(".h5.tmp")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with h5py.File(tmp, "w") as f:
+                f.attrs.update({
+                    "model": model, "weights": weights, "method": method,
+                    "method_params": method_params, "format": "tfxai-attributions-1",
+                    "run_params": json.dumps(run_params or {}, sort_keys=True, default=str),
+                })
+                secs = [float("nan")] * len(image_ids) if seconds is None else list(seconds)
+                for image_id, arr, t, sec in zip(image_ids, attributions, targets, secs,
+                                                 strict=True):
+                    ds = f.create_dataset(_enc_id(image_id), data=np.asarray(arr, np.float32),
+                                          compression="lzf")
+                    ds.attrs["target"] = int(t)
+                    ds.attrs["seconds"] = float(sec)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise _write_error(path, exc) from exc
+        if self._index is not None:
+            for image_id, t, sec in zip(image_ids, targets, secs, strict=True):
+                item = StoredItem(model, weights, method, method_params, image_id, int(t), path,
+                                  float(sec))
+                self._index[self._key(item)] = item
+        return path
+
+    # ------------------------------------------------------------------ reading
+    @staticmethod
+    def _key(item: StoredItem) -> tuple[str, str, str, str, str]:
+        return (item.model, item.weights, item.method, item.method_params, item.image_id)
+
+    def _scan(self) -> dict[tuple[str, str, str, str, str], StoredItem]:
+        import h5py
+
+        index: dict[tuple[str, str, str, str, str], StoredItem] = {}
+        if not self.root.exists():
+            return index
+        for part in sorted(self.root.rglob("part-*.h5")):
+            try:
+                with h5py.File(part, "r") as f:
+                    a = dict(f.attrs)
+                    for name, ds in f.items():
+                        item = StoredItem(str(a["model"]), str(a["weights"]), str(a["method"]),
+                                          str(a["method_params"]), _dec_id(name),
+                                          int(ds.attrs.get("target", -1)), part,
+                                          float(ds.attrs.get("seconds", np.nan)))
+                        index[self._key(item)] = item
+            except (OSError, KeyError):
+                continue  # unreadable part: recomputed on demand
+        return index
+
+    def index(self) -> dict[tuple[str, str, str, str, str], StoredItem]:
+        if self._index is None:
+            self._index = self._scan()
+        return self._index
+
+    def items(self) -> list[StoredItem]:
+        return list(self.index().values())
+
+    iter_items = items
+
+    def find(
+        self, model: str, weights: str, method: str, method_params: str, image_id: str,
+        target: int | None = None,
+    ) -> StoredItem | None:
+        item = self.index().get((model, weights, method, method_params, image_id))
+        if item is None or (target is not None and item.target != int(target)):
+            return None
+        return item
+
+    def load(self, item: StoredItem) -> np.ndarray:
+        import h5py
+
+        with h5py.File(item.file, "r") as f:
+            return np.asarray(f[_enc_id(item.image_id)], dtype=np.float32)
+
+    def load_many(self, items: Sequence[StoredItem]) -> np.ndarray:
+        import h5py
+
+        by_file: dict[Path, list[int]] = {}
+        for i, it in enumerate(items):
+            by_file.setdefault(it.file, []).append(i)
+        out: list[np.ndarray | None] = [None] * len(items)
+        for path, idx in by_file.items():
+            with h5py.File(path, "r") as f:
+                for i in idx:
+                    out[i] = np.asarray(f[_enc_id(items[i].image_id)], dtype=np.float32)
+        return np.stack(out) if out else np.zeros((0,), np.float32)
+
+
+# --------------------------------------------------------------------------------------- folder
+
+
+class ResultsDir:
+    """The files of one results folder."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.predictions = CsvTable(self.root / "predictions.csv", PREDICTIONS_COLUMNS)
+        self.scores = CsvTable(self.root / "scores.csv", SCORES_COLUMNS)
+        self.curves = CsvTable(self.root / "curves.csv", CURVES_COLUMNS)
+        self.errors = CsvTable(self.root / "errors.csv", ERRORS_COLUMNS)
+        self.store = AttributionStore(self.root / "attributions")
+
+    def ensure_writable(self) -> None:
+        """Create the folder and check that it can be written, before any work is done."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{uuid.uuid4().hex[:8]}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise _write_error(self.root, exc) from exc
+        for table in (self.predictions, self.scores, self.curves, self.errors):
+            table.repair()
+
+    def log_run(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        try:
+            with (self.root / "runs.jsonl").open("a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as exc:
+            raise _write_error(self.root / "runs.jsonl", exc) from exc
+
+    def record_errors(self, rows: list[dict[str, Any]]) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.errors.append({"time": stamp, **r} for r in rows)
+
+    def iter_scores(self) -> Iterator[dict[str, str]]:
+        yield from self.scores.read()

@@ -1,0 +1,529 @@
+"""The pipeline: models × methods (× metrics) over streamed image batches, with resume.
+
+``run_attribute`` computes and stores attributions and ``predictions.csv``. ``run_evaluate``
+additionally scores them with metrics into ``scores.csv``, reusing stored attributions whose
+parameters and target match and computing the missing ones.
+
+Both stream images from disk one batch at a time, skip keys that are already written (so an
+interrupted run resumes where it stopped), record per-image failures in ``errors.csv`` and go on.
+SIGINT (Ctrl-C) stops cleanly after the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfxai.attribution.base import Attributer, get_attributer
+from tfxai.data.dataset import Batch, Sample, discover, iter_batches, shard
+from tfxai.evaluation.base import Metric, MetricOutput, get_metric
+from tfxai.models import Backbone, load_model
+from tfxai.results import PREDICTION_KEY, SCORE_KEY, ResultsDir
+
+__all__ = ["RunConfig", "RunSummary", "run_attribute", "run_evaluate", "ConfigError"]
+
+TARGET_MODES = ("predicted", "label")
+
+
+class ConfigError(ValueError):
+    """A usage error found before any work is done (exit code 2 in the CLI)."""
+
+
+@dataclass
+class RunConfig:
+    """Parameters of one ``attribute``/``evaluate`` run (the CLI options)."""
+
+    models: Sequence[str]
+    methods: Sequence[str]
+    images: str | Path | Sequence[str | Path]
+    metrics: Sequence[str] = ()
+    annotations: str | Path | None = None
+    labels: str | Path | None = None
+    weights: str = "imagenet"
+    out: str | Path = "results"
+    target: str = "predicted"
+    resize: str = "squash"
+    limit: int | None = None
+    batch_size: int = 8
+    seed: int = 0
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None
+    progress: bool = True
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.target not in TARGET_MODES:
+            raise ConfigError(f"--target must be one of {TARGET_MODES}, got {self.target!r}")
+        if self.resize not in ("squash", "crop"):
+            raise ConfigError(f"--resize must be 'squash' or 'crop', got {self.resize!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.models:
+            raise ConfigError("--model: give at least one model")
+        if not self.methods:
+            raise ConfigError("--method: give at least one method")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        known = {m for m in self.methods} | {m.partition("+")[0] for m in self.methods}
+        for name in self.method_params:
+            if name not in known:
+                raise ConfigError(
+                    f"--param {name}.*: {name!r} is not one of the methods of this run "
+                    f"({', '.join(self.methods)})"
+                )
+        for name in self.metric_params:
+            if name not in self.metrics:
+                raise ConfigError(
+                    f"--param {name}.*: {name!r} is not one of the metrics of this run "
+                    f"({', '.join(self.metrics) or 'none'})"
+                )
+
+    def record(self, command: str) -> dict[str, Any]:
+        import tensorflow as tf
+
+        from tfxai import __version__
+
+        return {
+            "command": command,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "models": list(self.models), "methods": list(self.methods),
+            "metrics": list(self.metrics), "images": str(self.images),
+            "annotations": str(self.annotations) if self.annotations else None,
+            "weights": self.weights, "target": self.target, "resize": self.resize,
+            "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed,
+            "method_params": self.method_params, "metric_params": self.metric_params,
+            "shard": list(self.shard) if self.shard else None,
+            "versions": {"tfxai": __version__, "tensorflow": tf.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+        }
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``errors`` counts per-image failures recorded in ``errors.csv``."""
+
+    images: int = 0
+    computed: int = 0
+    skipped: int = 0
+    rows: int = 0
+    errors: int = 0
+    interrupted: bool = False
+    out: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------- signals
+
+
+class _Interrupt:
+    """SIGINT sets a flag; the loops stop after the batch in flight."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ntfxai: interrupt received; stopping after the current batch "
+              "(Ctrl-C again to abort now)", file=sys.stderr)
+
+
+@contextmanager
+def _sigint_guard() -> Iterator[_Interrupt]:
+    flag = _Interrupt()
+    try:
+        previous = signal.signal(signal.SIGINT, flag)
+    except ValueError:  # not in the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, unit="img",
+                dynamic_ncols=True, leave=True)
+
+
+def _load_samples(cfg: RunConfig) -> list[Sample]:
+    samples = discover(cfg.images, cfg.annotations, cfg.labels, limit=None)
+    if cfg.shard is not None:
+        samples = shard(samples, *cfg.shard)
+    return samples[: cfg.limit] if cfg.limit else samples
+
+
+def _build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
+    out = {}
+    for name in cfg.methods:
+        params = {**cfg.method_params.get(name.partition("+")[0], {}),
+                  **cfg.method_params.get(name, {})}
+        try:
+            att = get_attributer(name, bb, **params)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if "seed" in att.params and "seed" not in params:
+            att = get_attributer(name, bb, **{**params, "seed": cfg.seed})
+        out[name] = att
+    return out
+
+
+def _build_metrics(cfg: RunConfig, method: str) -> dict[str, Metric]:
+    out = {}
+    for name in cfg.metrics:
+        params = dict(cfg.metric_params.get(name, {}))
+        try:
+            metric = get_metric(name, **params)
+            if "seed" in metric.params and "seed" not in params:
+                metric = get_metric(name, **{**params, "seed": cfg.seed})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        out[name] = metric
+    return out
+
+
+def _load_backbone(cfg: RunConfig, name: str) -> Backbone:
+    from tfxai.models import ModelLoadError
+
+    try:
+        return load_model(name, cfg.weights, seed=cfg.seed, **cfg.model_options)
+    except ModelLoadError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@dataclass
+class _Prepared:
+    """A loaded batch with predictions and resolved targets (images without target dropped)."""
+
+    batch: Batch
+    idx: np.ndarray
+    targets: np.ndarray
+    predicted: np.ndarray
+    confidence: np.ndarray
+    seeds: np.ndarray
+
+    def ids(self) -> list[str]:
+        return [self.batch.samples[i].image_id for i in self.idx]
+
+
+def _predict_batch(
+    cfg: RunConfig, bb: Backbone, batch: Batch, rd: ResultsDir, pred_done: set, errors: list
+) -> _Prepared:
+    probs = bb.predict(batch.images, batch_size=cfg.batch_size)
+    predicted = probs.argmax(axis=1)
+    confidence = probs[np.arange(len(probs)), predicted]
+    rows = []
+    for i, s in enumerate(batch.samples):
+        key = (s.image_id, bb.name, bb.weights)
+        if key in pred_done:
+            continue
+        label = int(batch.labels[i])
+        rows.append({
+            "image_id": s.image_id, "model": bb.name, "weights": bb.weights,
+            "label": label if label >= 0 else "", "predicted": int(predicted[i]),
+            "confidence": float(confidence[i]),
+            "correct": "" if label < 0 else int(label == predicted[i]),
+        })
+        pred_done.add(key)
+    rd.predictions.append(rows)
+    if cfg.target == "label":
+        keep = np.flatnonzero(batch.labels >= 0)
+        for i in np.flatnonzero(batch.labels < 0):
+            errors.append(_error_row(batch.samples[i], "target", bb.name,
+                                     "no label for --target label"))
+        targets = batch.labels[keep]
+    else:
+        keep = np.arange(len(batch.samples))
+        targets = predicted
+    seeds = np.array([s.seed_key for s in batch.samples], dtype=np.int64)
+    return _Prepared(batch, keep, targets.astype(np.int64), predicted, confidence, seeds)
+
+
+def _error_row(sample: Sample, stage: str, model: str, error: str, method: str = "",
+               metric: str = "") -> dict[str, Any]:
+    return {"image_id": sample.image_id, "path": str(sample.path), "stage": stage,
+            "model": model, "method": method, "metric": metric, "error": error}
+
+
+def _load_errors(batch: Batch, model: str) -> list[dict[str, Any]]:
+    return [_error_row(s, "load", model, msg) for s, msg in batch.errors]
+
+
+def _attributions(
+    cfg: RunConfig, bb: Backbone, att: Attributer, prep: _Prepared, positions: np.ndarray,
+    rd: ResultsDir, summary: RunSummary, load: bool = True,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Raw attributions and per-image seconds for ``prep.idx[positions]``: stored or computed.
+
+    With ``load=False`` stored ones are only counted and missing ones computed; returns None.
+    """
+    mp = att.method_params_json()
+    ids = prep.ids()
+    stored, missing = [], []
+    for p in positions:
+        item = rd.store.find(bb.name, bb.weights, att.key, mp, ids[p], int(prep.targets[p]))
+        (stored if item is not None else missing).append((p, item))
+    out: dict[int, np.ndarray] = {}
+    secs: dict[int, float] = {}
+    if stored and not load:
+        summary.skipped += len(stored)
+    elif stored:
+        arrays = rd.store.load_many([it for _, it in stored])
+        for (p, it), a in zip(stored, arrays, strict=True):
+            out[int(p)] = a
+            secs[int(p)] = it.seconds
+        summary.skipped += len(stored)
+    if missing:
+        mpos = np.array([p for p, _ in missing])
+        rows = prep.idx[mpos]
+        t0 = time.perf_counter()
+        raw = att.attribute(prep.batch.images[rows], prep.targets[mpos], seeds=prep.seeds[rows])
+        per_image = (time.perf_counter() - t0) / len(mpos)
+        rd.store.put(bb.name, bb.weights, att.key, mp, [ids[p] for p in mpos], raw,
+                     prep.targets[mpos], seconds=[per_image] * len(mpos),
+                     run_params=_store_params(cfg))
+        for p, a in zip(mpos, raw, strict=True):
+            out[int(p)] = a
+            secs[int(p)] = per_image
+        summary.computed += len(mpos)
+    if not load:
+        return None
+    order = [int(p) for p in positions]
+    return np.stack([out[p] for p in order]), np.array([secs[p] for p in order])
+
+
+def _store_params(cfg: RunConfig) -> dict[str, Any]:
+    return {"resize": cfg.resize, "target": cfg.target, "seed": cfg.seed}
+
+
+# --------------------------------------------------------------------------------------- attribute
+
+
+def run_attribute(cfg: RunConfig) -> RunSummary:
+    """Compute and store attributions (and predictions) for models × methods over the images."""
+    cfg.validate()
+    rd = ResultsDir(cfg.out)
+    samples = _load_samples(cfg)
+    rd.ensure_writable()
+    rd.log_run(cfg.record("attribute"))
+    summary = RunSummary(images=len(samples), out=rd.root)
+    with _sigint_guard() as stop:
+        for model_name in cfg.models:
+            bb = _load_backbone(cfg, model_name)
+            atts = _build_attributers(cfg, bb)
+            if _attribute_model(cfg, bb, atts, samples, rd, summary, stop):
+                break
+    return summary
+
+
+def _attribute_model(cfg, bb, atts, samples, rd, summary, stop) -> bool:
+    pred_done = rd.predictions.keys(PREDICTION_KEY)
+    bar = _progress(len(samples) * len(atts), f"{bb.name} attribute", cfg.progress)
+    try:
+        for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
+            errors = _load_errors(batch, bb.name)
+            if batch.samples:
+                prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
+                for name, att in atts.items():
+                    try:
+                        _attributions(cfg, bb, att, prep, np.arange(len(prep.idx)), rd, summary,
+                                      load=False)
+                    except Exception as exc:  # noqa: BLE001 - recorded per image, run goes on
+                        errors.extend(_error_row(batch.samples[i], "attribute", bb.name,
+                                                 f"{type(exc).__name__}: {exc}", name)
+                                      for i in prep.idx)
+                    bar.update(len(batch.samples) + len(batch.errors))
+            else:
+                bar.update(len(batch.errors) * len(atts))
+            _flush_errors(rd, errors, summary)
+            if stop.requested:
+                summary.interrupted = True
+                return True
+    finally:
+        bar.close()
+    return False
+
+
+def _flush_errors(rd: ResultsDir, errors: list[dict[str, Any]], summary: RunSummary) -> None:
+    if errors:
+        rd.record_errors(errors)
+        summary.errors += len(errors)
+
+
+# --------------------------------------------------------------------------------------- evaluate
+
+
+def run_evaluate(cfg: RunConfig) -> RunSummary:
+    """Score models × methods × metrics over the images into ``scores.csv`` (resumable)."""
+    cfg.validate()
+    if not cfg.metrics:
+        raise ConfigError("--metric: give at least one metric")
+    rd = ResultsDir(cfg.out)
+    samples = _load_samples(cfg)
+    for name in cfg.metrics:  # validate names and parameters before any work
+        _build_metrics(RunConfig(**{**cfg.__dict__, "metrics": [name]}), "")
+    rd.ensure_writable()
+    rd.log_run(cfg.record("evaluate"))
+    summary = RunSummary(images=len(samples), out=rd.root)
+    with _sigint_guard() as stop:
+        for model_name in cfg.models:
+            bb = _load_backbone(cfg, model_name)
+            atts = _build_attributers(cfg, bb)
+            metrics = {m: _build_metrics(cfg, m) for m in atts}
+            if cfg.annotations is None and any(
+                x.needs_boxes for ms in metrics.values() for x in ms.values()
+            ):
+                summary.notes.append("no --annotations given: localisation metrics are NaN "
+                                     "with note 'no boxes'")
+            _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop)
+            if stop.requested or _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary,
+                                                  stop):
+                summary.interrupted = True
+                break
+    return summary
+
+
+def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop) -> None:
+    """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L)."""
+    todo = [(name, m) for name in atts for m in metrics[name].values() if m.needs_dataset_pass]
+    if not todo:
+        return
+    stats: dict[tuple[str, str], list[Any]] = {(n, m.name): [] for n, m in todo}
+    bar = _progress(len(samples) * len(atts), f"{bb.name} dataset pass", cfg.progress)
+    pred_done = rd.predictions.keys(PREDICTION_KEY)
+    try:
+        for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
+            if not batch.samples:
+                continue
+            prep = _predict_batch(cfg, bb, batch, rd, pred_done, [])
+            for name, metric in todo:
+                raw, _ = _attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)), rd,
+                                       summary)
+                stats[(name, metric.name)].append(metric.dataset_statistic(atts[name], raw))
+            bar.update(len(batch.samples) * len(atts))
+            if stop.requested:
+                return
+    finally:
+        bar.close()
+    for name, metric in todo:
+        metric.dataset_stat = metric.combine_statistics(stats[(name, metric.name)])
+        rd.log_run({"command": "evaluate.dataset_pass", "model": bb.name, "method": name,
+                    "metric": metric.name, "statistic": metric.dataset_stat})
+
+
+def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop) -> bool:
+    done = rd.scores.keys(SCORE_KEY)
+    pred_done = rd.predictions.keys(PREDICTION_KEY)
+    bar = _progress(len(samples) * len(atts), f"{bb.name} evaluate", cfg.progress)
+    try:
+        for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
+            errors = _load_errors(batch, bb.name)
+            if batch.samples:
+                prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
+                for name, att in atts.items():
+                    _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, summary, errors)
+                    bar.update(len(batch.samples))
+            _flush_errors(rd, errors, summary)
+            if stop.requested:
+                return True
+    finally:
+        bar.close()
+    return False
+
+
+def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, summary, errors) -> None:
+    mp = att.method_params_json()
+    ids = prep.ids()
+    todo = {}
+    for mname, metric in metrics.items():
+        key_tail = (bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json())
+        pos = np.array([p for p, i in enumerate(ids) if (i, *key_tail) not in done], dtype=int)
+        if len(pos):
+            todo[mname] = pos
+    if not todo:
+        summary.skipped += len(ids) * len(metrics)
+        return
+    need = np.unique(np.concatenate(list(todo.values())))
+    try:
+        raw, secs = _attributions(cfg, bb, att, prep, need, rd, summary)
+    except Exception as exc:  # noqa: BLE001
+        errors.extend(_error_row(prep.batch.samples[prep.idx[p]], "attribute", bb.name,
+                                 f"{type(exc).__name__}: {exc}", att.key) for p in need)
+        return
+    where = {int(p): j for j, p in enumerate(need)}
+    rows, curves = [], []
+    for mname, pos in todo.items():
+        metric = metrics[mname]
+        sel = np.array([where[int(p)] for p in pos])
+        rows_idx = prep.idx[pos]
+        t0 = time.perf_counter()
+        try:
+            out = metric.evaluate(
+                bb, att, prep.batch.images[rows_idx], prep.targets[pos], raw[sel],
+                boxes=[prep.batch.boxes[i] for i in rows_idx],
+                box_labels=[prep.batch.box_labels[i] for i in rows_idx],
+                seeds=prep.seeds[rows_idx],
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing metric does not stop the run
+            errors.extend(_error_row(prep.batch.samples[i], "evaluate", bb.name,
+                                     f"{type(exc).__name__}: {exc}", att.key, mname)
+                          for i in rows_idx)
+            continue
+        per_image = (time.perf_counter() - t0) / len(pos)
+        r, c = _score_rows(cfg, bb, att, metric, prep, pos, secs[sel], per_image, out)
+        rows.extend(r)
+        curves.extend(c)
+        for p in pos:
+            done.add((ids[p], bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json()))
+    rd.curves.append(curves)
+    summary.rows += rd.scores.append(rows)
+
+
+def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: MetricOutput):
+    ids = prep.ids()
+    mp, xp = att.method_params_json(), metric.metric_params_json()
+    recorded = ("; " + json.dumps(out.recorded, sort_keys=True, default=str)) if out.recorded else ""
+    rows, curves = [], []
+    for j, p in enumerate(pos):
+        i = prep.idx[p]
+        label = int(prep.batch.labels[i])
+        base = {
+            "image_id": ids[p], "model": bb.name, "weights": bb.weights, "method": att.key,
+            "method_params": mp, "metric": metric.name, "metric_params": xp,
+            "target": int(prep.targets[p]), "label": label if label >= 0 else "",
+            "predicted": int(prep.predicted[i]), "confidence": float(prep.confidence[i]),
+            "seconds": float(att_secs[j]), "metric_seconds": float(metric_secs),
+            "seed": cfg.seed,
+        }
+        for variant, values in out.values.items():
+            note = out.notes.get(variant, [""] * len(pos))[j]
+            extra_notes = "; ".join(prep.batch.notes[i]) if metric.needs_boxes else ""
+            rows.append({**base, "variant": variant, "value": float(values[j]),
+                         "note": "; ".join(x for x in (note, extra_notes) if x) + recorded})
+            extra = out.extras.get(variant)
+            curve = extra[j] if extra is not None else None
+            if curve is not None:
+                curves.extend({**{k: base[k] for k in ("image_id", "model", "weights", "method",
+                                                       "method_params", "metric",
+                                                       "metric_params")},
+                               "variant": variant, "x": float(x), "y": float(y)}
+                              for x, y in curve)
+    return rows, curves
