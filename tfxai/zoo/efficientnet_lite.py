@@ -272,16 +272,14 @@ def efficientnet_lite0(
         raise ValueError(
             f"weights='imagenet' needs num_classes=1000, got num_classes={num_classes}"
         )
+    path = None if weights in (None, "imagenet") else Path(weights)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"EfficientNet-Lite0 weights file not found: {path}")
     model = _build(num_classes)
-    if weights is None:
-        return model
     if weights == "imagenet":
         _load_imagenet(model)
-        return model
-    path = Path(weights)
-    if not path.exists():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights file not found: {path}")
-    model.load_weights(str(path))
+    elif path is not None:
+        model.load_weights(str(path))
     return model
 
 
