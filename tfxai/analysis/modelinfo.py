@@ -17,6 +17,7 @@ models form one group named ``all`` (the reliability test's usual input is one f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import PurePath
 
@@ -25,6 +26,11 @@ import pandas as pd
 
 ARCHITECTURE_COLUMNS = ("architecture", "backbone", "base_model")
 DEFAULT_ARCHITECTURE = "all"
+
+
+def natural_key(text: str) -> list[object]:
+    """Sort key that orders embedded numbers numerically: f20 < f60 < f100."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
 
 
 def _weights_stem(weights: str) -> str:
@@ -129,7 +135,7 @@ def model_table(
                 csv_arch.setdefault(_weights_stem(name), str(row[arch_col]))
     frame_arch = _architectures_from_frames((predictions, *extra_frames))
     rows = []
-    for (model, weights), model_id in sorted(ids.items(), key=lambda kv: kv[1]):
+    for (model, weights), model_id in sorted(ids.items(), key=lambda kv: natural_key(kv[1])):
         acc, source = _accuracy_for(model, weights, model_id, predictions, accuracy, csv_accuracy)
         arch = (
             _lookup(architecture, model_id, model)

@@ -207,59 +207,85 @@ def build_report(
     notes: Sequence[str],
     out: Path,
 ) -> Path:
-    """Write ``out/report.html`` from the tables and plots."""
-    scores = tables["_scores"]
-    img = report.image_block
-    reliability_table = tables["reliability"]
+    """Write ``out/report.html``: results first, then run parameters and versions."""
     sections = [
-        report.Section("Run", [
-            report.table_block(runinfo.runs_table(scores, results.predictions), "Results folders"),
-            report.table_block(tables["model_info"], "Models"),
-            report.table_block(runinfo.commands_table(results.runs), "Commands run (runs.jsonl)"),
-            report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
-            report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
-            report.kv_table(_option_values(options), "Analysis options"),
-            report.kv_table(report.versions(), "Versions"),
-        ]),
-        report.Section("Summary", [
-            report.paragraph("std_sample is the sample standard deviation (ddof=1); count is the number of "
-                             "defined values; nan_count the number of undefined ones."),
-            report.table_block(tables["summary"], "summary.csv"),
-            *[img(p, c) for p, c in drawn.get("bars", [])],
-        ]),
-        report.Section(f"Confidence bands (high: top-1 p > {options.high_confidence:g})", [
-            report.table_block(tables["summary_by_band"], "summary_by_band.csv"),
-        ]),
-    ]  # fmt: skip
+        _summary_section(tables, drawn),
+        _reliability_section(tables, drawn, options),
+        report.Section(
+            f"Confidence bands (high: top-1 p > {options.high_confidence:g})",
+            [report.table_block(summary.compact(tables["summary_by_band"]), "summary_by_band.csv")],
+        ),
+    ]
     if "ssim_augmentation_groups" in tables:
         sections.append(report.Section("Augmentation robustness (SSIM)", [
-            report.table_block(tables["ssim_augmentation_groups"], "Rotations vs filters"),
-            report.table_block(tables["ssim_augmentation_variants"], "Per augmentation"),
+            report.table_block(summary.compact(tables["ssim_augmentation_groups"]), "Rotations vs filters"),
+            report.table_block(summary.compact(tables["ssim_augmentation_variants"]), "Per augmentation"),
         ]))  # fmt: skip
     sections.append(report.Section("Cost", [
         report.table_block(tables["cost"], "Seconds per attribution (method × model)"),
     ]))  # fmt: skip
-    sections.append(report.Section("Reliability of the measures", [
-        report.paragraph(
-            f"Consistent: pair share ≥ {options.min_pair_share:g} and Kendall's W ≥ {options.min_w:g}. "
-            "reliable = consistent within every architecture and across architectures; order-preserving = "
-            "consistent within every architecture only; unreliable = inconsistent within an architecture."
-        ),
-        report.verdict_table_block(reliability.verdicts(reliability_table)),
-        report.table_block(reliability_table[reliability_table["scope"] != "verdict"], "Per scope"),
-        *[img(p, c) for p, c in drawn.get("accuracy", [])],
-    ]))  # fmt: skip
     if "roar_summary" in tables:
         sections.append(report.Section("ROAR", [
+            report.figures_block(drawn.get("roar", [])),
             report.table_block(tables["roar_summary"], "roar_summary.csv"),
-            *[img(p, c) for p, c in drawn.get("roar", [])],
         ]))  # fmt: skip
     if drawn.get("gallery"):
-        sections.append(report.Section("Gallery", [img(p, c) for p, c in drawn["gallery"]]))
+        sections.append(report.Section("Gallery", [report.figures_block(drawn["gallery"])]))
+    sections.append(_run_section(tables, results, options))
+    scores = tables["_scores"]
     sections.append(
         report.Section("Undefined values", [report.table_block(runinfo.notes_table(scores))])
     )
     return report.write(out / "report.html", "tfxai analysis report", sections, notes)
+
+
+def _summary_section(
+    tables: Mapping[str, pd.DataFrame], drawn: Mapping[str, list[tuple[Path, str]]]
+) -> report.Section:
+    """Bar charts and the summary table (cells: mean ± sample std (n))."""
+    return report.Section("Summary", [
+        report.paragraph("Cells read mean ± std_sample (count). std_sample is the sample standard "
+                         "deviation (ddof=1); count is the number of defined values; summary.csv also "
+                         "gives nan_count, the number of undefined ones."),
+        report.figures_block(drawn.get("bars", [])),
+        report.table_block(summary.compact(tables["summary"]), "summary.csv"),
+    ])  # fmt: skip
+
+
+def _reliability_section(
+    tables: Mapping[str, pd.DataFrame],
+    drawn: Mapping[str, list[tuple[Path, str]]],
+    options: AnalysisOptions,
+) -> report.Section:
+    """Verdicts, metric-vs-accuracy plots and the per-scope numbers."""
+    table = tables["reliability"]
+    return report.Section("Reliability of the measures", [
+        report.paragraph(
+            f"A set of models is consistent when pair share ≥ {options.min_pair_share:g} and "
+            f"Kendall's W ≥ {options.min_w:g}. reliable = consistent within every architecture and across "
+            "architectures; order-preserving = consistent within every architecture only; unreliable = "
+            "inconsistent within an architecture."
+        ),
+        report.verdict_table_block(reliability.verdicts(table)),
+        report.figures_block(drawn.get("accuracy", [])),
+        report.table_block(table[table["scope"] != "verdict"], "Per scope"),
+    ])  # fmt: skip
+
+
+def _run_section(
+    tables: Mapping[str, pd.DataFrame], results: Results, options: AnalysisOptions
+) -> report.Section:
+    """What was analysed, with which parameters and versions."""
+    scores = tables["_scores"]
+    return report.Section("Run parameters and versions", [
+        report.table_block(runinfo.runs_table(scores, results.predictions), "Results folders"),
+        report.table_block(tables["model_info"], "Models"),
+        report.table_block(runinfo.commands_table(results.runs), "Commands run (runs.jsonl)"),
+        report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
+        report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
+        report.kv_table(_option_values(options), "Analysis options"),
+        report.kv_table(report.versions(), "Versions"),
+    ])  # fmt: skip
 
 
 def _option_values(options: AnalysisOptions) -> dict[str, object]:

@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .gallery import GalleryItem, display_map
+from .modelinfo import natural_key
 from .roar import RANDOM_METHOD
 
 DPI = 100
@@ -65,7 +66,7 @@ def bar_chart(summary: pd.DataFrame, metric: str, direction: str = "") -> Figure
     rows = summary[summary["metric"] == metric]
     variants = sorted(rows["variant"].unique())
     methods = sorted(rows["method"].unique())
-    models = sorted(rows["model_id"].unique())
+    models = sorted(rows["model_id"].unique(), key=natural_key)
     n_rows, n_cols = _grid(len(variants))
     figure = new_figure(
         max(4.5, 0.9 * len(methods) * max(1, len(models)) ** 0.5) * n_cols, 3.6 * n_rows

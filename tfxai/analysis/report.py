@@ -39,7 +39,9 @@ table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0 1em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }
+img { max-width: 100%; border: 1px solid #eee; }
+.figures { display: flex; flex-wrap: wrap; gap: 0.6em; align-items: flex-start; }
+figure { margin: 0.3em 0; max-width: 100%; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4em 0.8em; margin: 0.5em 0; }
 .reliable { color: #1a7f37; font-weight: bold; }
 .order-preserving { color: #9a6700; font-weight: bold; }
@@ -76,6 +78,13 @@ def image_block(path: Path, caption: str) -> str:
     """An embedded image with a caption."""
     alt = html.escape(caption, quote=True)
     return f'<figure><img alt="{alt}" src="{png_data_uri(path)}"><figcaption class="small">{alt}</figcaption></figure>'
+
+
+def figures_block(figures: Sequence[tuple[Path, str]]) -> str:
+    """Embedded images side by side, wrapping to the page width."""
+    if not figures:
+        return ""
+    return '<div class="figures">' + "".join(image_block(p, c) for p, c in figures) + "</div>"
 
 
 def table_block(frame: pd.DataFrame, caption: str = "", max_rows: int = MAX_TABLE_ROWS) -> str:

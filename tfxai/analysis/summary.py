@@ -118,3 +118,35 @@ def summarise(scores: pd.DataFrame, by: Sequence[str] = ("model_id", "method")) 
         group = group if isinstance(group, tuple) else (group,)
         rows.append({**dict(zip(ordered, group, strict=True)), **describe(frame["value"])})
     return pd.DataFrame(rows, columns=[*ordered, *STAT_COLUMNS])
+
+
+def format_cell(mean: float, std: float, count: int) -> str:
+    """``mean ± std (n)`` with 3 significant digits; ``NaN`` parts shown as ``n/a``."""
+    if count == 0 or pd.isna(mean):
+        return f"n/a ({count})"
+    spread = "" if pd.isna(std) else f" ± {std:.3g}"
+    return f"{mean:.3g}{spread} ({count})"
+
+
+def compact(table: pd.DataFrame) -> pd.DataFrame:
+    """A readable view of a statistics table: one ``mean ± std (n)`` column instead of four.
+
+    When the table has a ``method`` column, methods become columns (one row per remaining key).
+    """
+    if table.empty or not set(STAT_COLUMNS) <= set(table.columns):
+        return table
+    keys = [c for c in table.columns if c not in STAT_COLUMNS]
+    cells = table[keys].copy()
+    cells["mean ± std (n)"] = [
+        format_cell(m, s, int(n))
+        for m, s, n in zip(table["mean"], table["std_sample"], table["count"], strict=True)
+    ]
+    if "method" not in keys or len(keys) < 2:
+        return cells
+    index = [k for k in keys if k != "method"]
+    wide = cells.pivot_table(
+        index=index, columns="method", values="mean ± std (n)", aggfunc="first", sort=True
+    )
+    wide = wide.reset_index()
+    wide.columns.name = None
+    return wide.fillna("")
