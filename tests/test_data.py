@@ -146,7 +146,6 @@ def test_16bit_greyscale_png_to_rgb_uint8(tmp_path):
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
 
 
-@pytest.mark.xfail(strict=True, reason="defect: images.py to_rgb picks the 16-bit scale from the data (max > 255), so a dark 16-bit image is read as 8-bit")
 def test_dark_16bit_png_is_scaled_as_16bit(tmp_path):
     """A 16-bit image whose values all happen to be ≤ 255 is still a 16-bit image: 200/65535 of
     full scale is black, not 200/255."""
@@ -258,7 +257,6 @@ def test_voc_box_outside_the_image_is_clipped_with_a_note(tmp_path):
     assert any("clipped" in n for n in ann.notes)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: annotations.py parse_voc skips the clip note whenever xmin or ymin is 0, even if the far edge overflows")
 def test_voc_imagenet_zero_with_far_edge_outside_still_notes_the_clip(tmp_path):
     """A 0 coordinate is ImageNet's habit, but xmax=150 on a 100-wide image is a real overflow."""
     ann = parse_voc(write_voc(tmp_path / "o.xml", [(TENCH, (0, 1, 150, 80))], size=(100, 80)))
@@ -413,7 +411,6 @@ def test_masks_batch_with_missing_boxes_and_targets():
     assert masks[2].sum() == 4  # no labels: union
 
 
-@pytest.mark.xfail(strict=True, reason="defect: annotations.py boxes_to_mask rounds edges with np.rint (half to even)")
 def test_mask_area_does_not_depend_on_box_position():
     """Fractional box edges (from resizing) must be rounded the same way everywhere: a box of width
     3 covers 3 pixels wherever it sits (np.rint rounds 2.5 → 2 but 3.5 → 4)."""
@@ -515,7 +512,6 @@ def test_labels_from_xml_via_load_batch(tmp_path):
     assert batch.boxes[1] is None and batch.box_labels[1] is None
 
 
-@pytest.mark.xfail(strict=True, reason="defect: dataset.py gives the folder label precedence over the XML label, contrary to its docstring")
 def test_label_precedence_csv_then_xml_then_folder(tmp_path):
     """dataset.py's docstring: labels come, in that order of precedence, from the CSV, the XML,
     then the folder name."""

@@ -86,7 +86,9 @@ def parse_voc(path: str | os.PathLike) -> Annotation:
         box = np.array([x0, y0, x1, y1], dtype=np.float64)
         if width is not None and height is not None:
             clipped = np.clip(box, 0, [width, height, width, height])
-            if not np.array_equal(clipped, box) and not (x0 == -1 or y0 == -1):
+            # ImageNet writes 0 for the first pixel (VOC is 1-based): -1 → 0 is not an overflow
+            expected = np.where(box[:2] == -1, 0.0, box[:2])
+            if not (np.array_equal(clipped[:2], expected) and np.array_equal(clipped[2:], box[2:])):
                 notes.append(f"box of {name!r} outside the image clipped")
             box = clipped
         else:
@@ -121,14 +123,15 @@ def boxes_to_mask(
 ) -> np.ndarray:
     """Boolean (H, W) mask: the union of the boxes, or only those whose label equals ``target``.
 
-    Box edges are rounded to the nearest pixel boundary (half-open intervals).
+    Box edges are rounded to the nearest pixel boundary, halves up (``floor(x + 0.5)``), so a box
+    covers the same number of pixels wherever it sits.
     """
     h, w = size
     mask = np.zeros((h, w), dtype=bool)
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if labels is not None and target is not None:
         b = b[np.asarray(labels).reshape(-1) == target]
-    r = np.rint(b).astype(np.int64)
+    r = np.floor(b + 0.5).astype(np.int64)
     r[:, [0, 2]] = np.clip(r[:, [0, 2]], 0, w)
     r[:, [1, 3]] = np.clip(r[:, [1, 3]], 0, h)
     for x0, y0, x1, y1 in r:

@@ -8,7 +8,8 @@ Sources:
 * an explicit list of paths.
 
 Labels come, in that order of precedence, from a CSV ``image,label`` (label: class index or
-synset), the VOC XML annotation, or the folder name when it is a synset.
+synset), the VOC XML annotation, or the folder name when it is a synset (``Sample.label`` holds the
+CSV label, ``Sample.folder_label`` the folder's; the XML is read when the image is loaded).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Sample:
     path: Path
     label: int | None = None
     annotation_path: Path | None = None
+    folder_label: int | None = None
 
     @property
     def seed_key(self) -> int:
@@ -146,9 +148,9 @@ def discover(
         image_id = _image_id(p, root)
         ann = _find_annotation(p, image_id, ann_dir)
         label = csv_labels.get(image_id, csv_labels.get(p.stem))
-        if label is None and p.parent != root and root is not None:
-            label = synset_to_index(p.parent.name)
-        samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann))
+        folder = synset_to_index(p.parent.name) if root is not None and p.parent != root else None
+        samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann,
+                              folder_label=folder))
     samples.sort(key=lambda s: s.image_id)
     return samples[:limit] if limit else samples
 
@@ -197,6 +199,8 @@ def _load_one(
             label = ann.label
     elif want_boxes:
         notes.append("no annotation file")
+    if label is None:
+        label = sample.folder_label
     return resized, boxes, box_labels, label, notes
 
 

@@ -61,7 +61,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        # 16-bit modes are scaled by their full range whatever the content; 32-bit int and float
+        # images carry no range, so values above 255 are taken as 16-bit.
+        sixteen = mode.startswith("I;16") or arr.max(initial=0) > 255
+        hi = 65535.0 if sixteen else 255.0
         arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     return img.convert("RGB")
