@@ -352,3 +352,10 @@ def test_sample_images_match_their_annotations(tmp_path: Path) -> None:
                 path.stem,
                 obj.findtext("name"),
             )
+
+
+def test_reader_refuses_globals_in_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "evil_header.pth"
+    path.write_bytes(pickle.PROTO + b"\x02" + pickle.GLOBAL + b"os\nsystem\n" + pickle.STOP)
+    with pytest.raises(ValueError, match="os.system"):
+        lite.read_legacy_torch_checkpoint(path)

@@ -488,15 +488,15 @@ def _materialise(ref: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray
 
 def _read_legacy(f: io.BufferedIOBase) -> Any:
     """Parse the legacy format: magic, protocol, sys_info, object, storage keys, raw storages."""
-    if pickle.load(f) != _LEGACY_MAGIC:
+    if _TorchUnpickler(f).load() != _LEGACY_MAGIC:
         raise ValueError("bad magic number")
-    if pickle.load(f) != _LEGACY_PROTOCOL:
+    if _TorchUnpickler(f).load() != _LEGACY_PROTOCOL:
         raise ValueError("unsupported protocol version")
-    sys_info = pickle.load(f)
+    sys_info = _TorchUnpickler(f).load()
     if not isinstance(sys_info, dict) or not sys_info.get("little_endian", True):
         raise ValueError("only little-endian checkpoints are supported")
     obj = _TorchUnpickler(f).load()
-    keys = pickle.load(f)
+    keys = _TorchUnpickler(f).load()
     dtypes = {r.storage.key: r.storage.dtype for r in _tensor_refs(obj)}
     storages: dict[str, np.ndarray] = {}
     for key in keys:
