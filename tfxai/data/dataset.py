@@ -9,7 +9,8 @@ Sources:
 
 Labels come, in that order of precedence, from a CSV ``image,label`` (label: class index or
 synset), the VOC XML annotation, or the folder name when it is a synset (``Sample.label`` holds the
-CSV label, ``Sample.folder_label`` the folder's; the XML is read when the image is loaded).
+CSV or folder label and ``Sample.label_source`` where it came from; the XML is read when the image
+is loaded).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class Sample:
     path: Path
     label: int | None = None
     annotation_path: Path | None = None
-    folder_label: int | None = None
+    #: where ``label`` came from: "csv", "folder" or "" (the XML, read at load time, overrides a
+    #: folder label but not a CSV label)
+    label_source: str = ""
 
     @property
     def seed_key(self) -> int:
@@ -148,9 +151,12 @@ def discover(
         image_id = _image_id(p, root)
         ann = _find_annotation(p, image_id, ann_dir)
         label = csv_labels.get(image_id, csv_labels.get(p.stem))
-        folder = synset_to_index(p.parent.name) if root is not None and p.parent != root else None
+        source = "csv" if label is not None else ""
+        if label is None and root is not None and p.parent != root:
+            label = synset_to_index(p.parent.name)
+            source = "folder" if label is not None else ""
         samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann,
-                              folder_label=folder))
+                              label_source=source))
     samples.sort(key=lambda s: s.image_id)
     return samples[:limit] if limit else samples
 
@@ -195,12 +201,10 @@ def _load_one(
             boxes = boxes[keep]
             if not len(boxes):
                 boxes = box_labels = None
-        if label is None:
+        if sample.label_source != "csv" and ann.label is not None:
             label = ann.label
     elif want_boxes:
         notes.append("no annotation file")
-    if label is None:
-        label = sample.folder_label
     return resized, boxes, box_labels, label, notes
 
 
