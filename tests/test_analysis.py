@@ -462,9 +462,7 @@ def test_gallery_png_in_pipeline(tmp_path):
 # ---------------------------------------------------------------- end to end, CLI, determinism
 
 
-def synthetic_study(
-    tmp_path: Path, variants=("rotate_-30", "rotate_15", "sharpen", "normalize_local")
-) -> Path:
+def synthetic_study(tmp_path: Path, variants=("rotate_15", "sharpen")) -> Path:
     """A results folder with localisation, faithfulness and ssim metrics, plus roar.csv."""
     rng = np.random.default_rng(1)
     rows = []
@@ -538,7 +536,7 @@ def test_cli_usage_errors_exit_2_and_name_the_path(tmp_path):
 
 
 def test_outputs_are_deterministic(tmp_path):
-    folder = synthetic_study(tmp_path, variants=("rotate_15", "sharpen"))
+    folder = synthetic_study(tmp_path, variants=("sharpen",))
     for out in ("o1", "o2"):
         analyse(
             [folder],
