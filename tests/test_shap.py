@@ -54,9 +54,9 @@ def test_gradient_input_equals_shap(bb):
     # per-image seeds: batching does not change an image's result
     np.testing.assert_array_equal(att.attribute(images[1:], [2], seeds=[8])[0], raw[1])
     # and numpy's global random state is left alone
-    np.random.seed(5)
-    a = np.random.rand()
-    np.random.seed(5)
+    np.random.seed(5)  # noqa: NPY002
+    a = np.random.rand()  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
     att.attribute(images[:1], [0], seeds=[1])
     assert np.random.rand() == a
 

@@ -163,11 +163,11 @@ def _restore_numpy_state(fn):
     """shap's GradientExplainer reseeds numpy's global generator: give the caller its state back."""
 
     def wrapped(*args, **kwargs):
-        state = np.random.get_state()
+        state = np.random.get_state()  # noqa: NPY002 - shap reseeds the global generator
         try:
             return fn(*args, **kwargs)
         finally:
-            np.random.set_state(state)
+            np.random.set_state(state)  # noqa: NPY002
 
     return wrapped
 
