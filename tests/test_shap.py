@@ -58,7 +58,7 @@ def test_gradient_input_equals_shap(bb):
     a = np.random.rand()  # noqa: NPY002
     np.random.seed(5)  # noqa: NPY002
     att.attribute(images[:1], [0], seeds=[1])
-    assert np.random.rand() == a
+    assert np.random.rand() == a  # noqa: NPY002
 
 
 def test_gradient_inner_layer_equals_shap_summed_and_upsampled(bb):
