@@ -1,10 +1,17 @@
-"""Plain gradient methods.
+"""Plain gradient methods and the gradient helpers shared by the path methods.
 
 * :class:`Saliency`: the gradient of the target logit with respect to the input
   [Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional Networks"].
+* :func:`target_gradients`, :func:`accumulate_gradients`: batched gradients of a target logit,
+  and sums of gradients over many samples per image in bounded memory (integrated gradients,
+  gradient SHAP).
+* :func:`rows_normal`, :func:`rows_uniform`: per-row seeded random tensors, so that random
+  methods do not depend on how images are batched.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -39,3 +46,83 @@ class Saliency(Attributer):
 
     def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> tf.Tensor:
         return self._fn(x, targets)
+
+
+# --------------------------------------------------------------------------------------- helpers
+# Shared by the path methods (integrated gradients, gradient SHAP) and the noise tunnels.
+
+
+def target_gradients(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor, targets: tf.Tensor
+) -> tf.Tensor:
+    """∂ logits_fn(x)[i, targets[i]] / ∂ x for a batch, for any differentiable ``logits_fn``."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.gather(logits_fn(x), targets, batch_dims=1)
+    return tape.gradient(score, x)
+
+
+def accumulate_gradients(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor],
+    like: tf.Tensor,
+    targets: tf.Tensor,
+    per_image: int,
+    chunk: int,
+    make_rows: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+) -> tf.Tensor:
+    """Σ_k mult_k · ∇F(points_k) over ``per_image`` samples of every image, in bounded memory.
+
+    The N·``per_image`` (image, sample) rows are processed in flat chunks of at most ``chunk``
+    rows (a ``tf.while_loop`` inside the compiled function), so at most ``chunk`` images'
+    activations are alive at once whatever the number of samples; a chunk may mix images.
+
+    Args:
+        logits_fn: RGB 0..255 images → logits (differentiable).
+        like: the (N, H, W, C) input batch (gives N and the result's shape).
+        targets: (N,) int32 class indices.
+        per_image: samples per image.
+        chunk: rows per forward/backward pass.
+        make_rows: ``(image_index, sample_index)`` (both (R,) int32) → ``(points, mult)``:
+            the (R, H, W, C) points where the gradient is taken and the factor (broadcastable
+            to the points) applied to each row's gradient before summing per image.
+
+    Returns:
+        (N, H, W, C) float32 sums.
+    """
+    n = tf.shape(like)[0]
+    total = n * per_image
+    acc = tf.zeros_like(like)
+    for start in tf.range(0, total, chunk):
+        idx = tf.range(start, tf.minimum(start + chunk, total))
+        img, k = idx // per_image, idx % per_image
+        points, mult = make_rows(img, k)
+        grads = target_gradients(logits_fn, points, tf.gather(targets, img))
+        acc += tf.math.unsorted_segment_sum(grads * mult, img, n)
+    return acc
+
+
+def rows_normal(seeds: tf.Tensor, salt: tf.Tensor | int, shape: Sequence[int]) -> tf.Tensor:
+    """One standard normal tensor of ``shape`` per row, row r seeded by ``(seeds[r], salt[r])``.
+
+    The stream of a row depends only on its seed pair, never on the batch it is drawn in.
+    """
+    pairs = _seed_pairs(seeds, salt)
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal(shape, seed=s), pairs,
+        fn_output_signature=tf.float32,
+    )
+
+
+def rows_uniform(seeds: tf.Tensor, salt: tf.Tensor | int, shape: Sequence[int]) -> tf.Tensor:
+    """One U[0, 1) tensor of ``shape`` per row, seeded like :func:`rows_normal`."""
+    pairs = _seed_pairs(seeds, salt)
+    return tf.map_fn(
+        lambda s: tf.random.stateless_uniform(shape, seed=s), pairs,
+        fn_output_signature=tf.float32,
+    )
+
+
+def _seed_pairs(seeds: tf.Tensor, salt: tf.Tensor | int) -> tf.Tensor:
+    seeds = tf.cast(tf.reshape(seeds, (-1,)), tf.int64)
+    salt = tf.broadcast_to(tf.cast(salt, tf.int64), tf.shape(seeds))
+    return tf.stack([seeds, salt], axis=1)

@@ -1,0 +1,240 @@
+"""Modified-backpropagation methods through a ``tf.custom_gradient`` model rewrite.
+
+* :class:`GuidedBackprop` [Springenberg et al. 2015, "Striving for Simplicity: The All
+  Convolutional Net"]: at every ReLU the backward signal is gated by both the forward input
+  and its own sign, ``grad_in = relu(grad_out) · 1[x > 0]``.
+* :class:`Deconvnet` [Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional
+  Networks"]: at every ReLU the backward signal is rectified, ``grad_in = relu(grad_out)``,
+  whatever the forward input. Max-pooling switches are kept: the backward pass through
+  max-pooling is the usual gradient (it routes the signal to the forward argmax).
+
+How the rewrite works (eager TF2, no graph-mode ``gradient_override_map``): the backbone's
+logit model is cloned with :func:`rewrite_model`, which keeps every layer object (the weights are
+shared, nothing is copied) except the ReLU-like ones, which are replaced by layers computing the
+same forward value with a custom gradient:
+
+* separate ``Activation('relu'|'relu6')`` layers and ``ReLU`` layers (any ``max_value`` or
+  ``threshold``, but only ``negative_slope == 0``);
+* ReLUs fused in a layer (``Conv2D(..., activation="relu")``, ``Dense``, ``DepthwiseConv2D``...):
+  the layer is wrapped so that its linear part runs first, then the custom-gradient ReLU;
+* nested functional/sequential sub-models are rewritten recursively.
+
+Other activations (swish and sigmoid of EfficientNet, leaky ReLU, ELU, tanh...) are left alone:
+their gradient is the ordinary one. On EfficientNetB0, which has no ReLU, guided backprop and
+deconvnet therefore equal the plain gradient (saliency).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfxai.attribution.base import Attributer, register
+
+__all__ = [
+    "rewrite_model",
+    "relu_kind",
+    "relu_rewrite",
+    "GuidedBackprop",
+    "Deconvnet",
+    "FusedActivation",
+]
+
+layers = tf.keras.layers
+
+_RELU_NAMES = ("relu", "relu6")
+# Swapping the activation of a shared layer during its call is guarded so two threads that
+# trace through the same layer cannot interleave.
+_SWAP_LOCK = threading.RLock()
+
+
+# --------------------------------------------------------------------------------------- rewrite
+
+
+class FusedActivation(layers.Layer):
+    """Run ``inner`` (a layer with a fused ``activation``) linearly, then ``activation``.
+
+    The inner layer keeps its weights (shared, not copied): during the call its ``activation``
+    attribute is set to linear, the layer is called, and the attribute is restored.
+    """
+
+    def __init__(self, inner: layers.Layer, activation: Callable[[tf.Tensor], tf.Tensor],
+                 **kwargs: Any) -> None:
+        super().__init__(name=f"{inner.name}_refused", dtype=inner.dtype, **kwargs)
+        self.inner = inner
+        self.new_activation = activation
+
+    def call(self, inputs: Any, training: Any = None) -> tf.Tensor:
+        with _SWAP_LOCK:
+            saved = self.inner.activation
+            self.inner.activation = tf.keras.activations.linear
+            try:
+                z = self.inner(inputs, training=training) if _takes_training(self.inner) \
+                    else self.inner(inputs)
+            finally:
+                self.inner.activation = saved
+        return self.new_activation(z)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return self.inner.compute_output_shape(input_shape)
+
+
+class ElementwiseOverride(layers.Layer):
+    """A layer applying ``fn`` (an elementwise op with a custom gradient) to its input."""
+
+    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], name: str, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.fn = fn
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return self.fn(inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
+def _takes_training(layer: layers.Layer) -> bool:
+    return getattr(layer, "_expects_training_arg", False)
+
+
+def _act_name(fn: Any) -> str:
+    return getattr(fn, "__name__", "") if fn is not None else ""
+
+
+def relu_kind(layer: layers.Layer) -> str | None:
+    """How ``layer`` holds a ReLU: ``"layer"`` (a separate activation layer), ``"fused"``
+    (``activation=relu`` inside a Conv/Dense-like layer) or ``None``."""
+    if isinstance(layer, layers.ReLU):
+        slope = float(np.asarray(getattr(layer, "negative_slope", 0.0)))
+        return "layer" if slope == 0.0 else None
+    if isinstance(layer, layers.Activation):
+        return "layer" if _act_name(layer.activation) in _RELU_NAMES else None
+    if isinstance(layer, tf.keras.Model):
+        return None
+    if _act_name(getattr(layer, "activation", None)) in _RELU_NAMES:
+        return "fused"
+    return None
+
+
+LayerFn = Callable[[layers.Layer], "layers.Layer | None"]
+
+
+def rewrite_model(model: tf.keras.Model, layer_fn: LayerFn) -> tf.keras.Model:
+    """Clone a functional or sequential ``model`` sharing its layers, except where ``layer_fn``
+    returns a replacement layer (``None`` keeps the original). Nested models are rewritten
+    recursively. Subclassed models cannot be rewritten (``ValueError``)."""
+
+    def clone_fn(layer: layers.Layer) -> layers.Layer:
+        if isinstance(layer, tf.keras.Model):
+            return rewrite_model(layer, layer_fn)
+        new = layer_fn(layer)
+        return layer if new is None else new
+
+    if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise ValueError(
+            f"model {model.name!r} is a subclassed Keras model: it cannot be rewritten; "
+            "use a functional or Sequential model"
+        )
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built; call it once on an input first")
+    return tf.keras.models.clone_model(model, clone_function=clone_fn)
+
+
+def relu_rewrite(model: tf.keras.Model, grad_fn: Callable[[tf.Tensor, tf.Tensor, Callable], tf.Tensor]
+                 ) -> tf.keras.Model:
+    """Clone ``model`` replacing every ReLU-like nonlinearity ``f`` by one with forward ``f(x)``
+    and gradient ``grad_fn(x, dy, f)``."""
+
+    def custom(f: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
+        @tf.custom_gradient
+        def op(x: tf.Tensor) -> Any:
+            def grad(dy: tf.Tensor) -> tf.Tensor:
+                return grad_fn(x, dy, f)
+
+            return f(x), grad
+
+        return op
+
+    def layer_fn(layer: layers.Layer) -> layers.Layer | None:
+        kind = relu_kind(layer)
+        if kind == "layer":
+            return ElementwiseOverride(custom(layer), name=f"{layer.name}_override")
+        if kind == "fused":
+            return FusedActivation(layer, custom(layer.activation))
+        return None
+
+    return rewrite_model(model, layer_fn)
+
+
+def _guided_grad(x: tf.Tensor, dy: tf.Tensor, f: Callable) -> tf.Tensor:
+    """relu(dy) · f'(x): for a ReLU, relu(dy)·1[x > 0] [Springenberg 2015]."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = f(x)
+    return tape.gradient(y, x, output_gradients=tf.nn.relu(dy))
+
+
+def _deconv_grad(x: tf.Tensor, dy: tf.Tensor, f: Callable) -> tf.Tensor:
+    """relu(dy), independent of the forward input [Zeiler & Fergus 2014]."""
+    return tf.nn.relu(dy)
+
+
+# --------------------------------------------------------------------------------------- methods
+
+
+class _RewrittenGradient(Attributer):
+    """Gradient of the target logit through the rewritten logit model."""
+
+    map_defaults = {"reduce": "max_abs", "absolute": True, "scale": "max"}
+    params_spec = {}
+    _grad_fn: Callable[[tf.Tensor, tf.Tensor, Callable], tf.Tensor]
+
+    def _setup(self) -> None:
+        #: the rewritten logit model (built once, cached on the attributer)
+        self.model = relu_rewrite(self.backbone.logit_model, type(self)._grad_fn)
+        self._fn = self.compile(self._core)
+
+    def logits(self, x: tf.Tensor) -> tf.Tensor:
+        return self.model(self.backbone.preprocess(x), training=False)
+
+    def _core(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = tf.gather(self.logits(x), t, batch_dims=1)
+        return tape.gradient(score, x)
+
+    def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> tf.Tensor:
+        return self._fn(x, targets)
+
+
+@register
+class GuidedBackprop(_RewrittenGradient):
+    """Guided backpropagation [Springenberg et al. 2015].
+
+    Raw attribution: the modified gradient of the target logit, (N, H, W, 3); at every ReLU the
+    backward signal is ``relu(grad_out)·1[x > 0]``. Non-ReLU activations (swish, sigmoid...) keep
+    their ordinary gradient, so on EfficientNet this is the plain gradient. Default map: max over
+    channels of |·|.
+    """
+
+    name = "guided_backprop"
+    summary = "gradient with ReLU backward gate relu(grad)·[x>0] [Springenberg 2015]"
+    _grad_fn = staticmethod(_guided_grad)
+
+
+@register
+class Deconvnet(_RewrittenGradient):
+    """Deconvnet [Zeiler & Fergus 2014], as a backward pass.
+
+    Raw attribution: the backward signal at the input, (N, H, W, 3), where every ReLU passes
+    ``relu(grad_out)`` back regardless of its forward input, and max-pooling keeps its switches
+    (ordinary gradient). Non-ReLU activations keep their ordinary gradient.
+    """
+
+    name = "deconvnet"
+    summary = "backward pass with ReLU on the backward signal; max-pool switches kept [Zeiler 2014]"
+    _grad_fn = staticmethod(_deconv_grad)
