@@ -10,7 +10,7 @@ import click
 from tfxai.analysis import AnalysisOptions, ResultsError
 from tfxai.analysis import analyse as run_analysis
 from tfxai.analysis.modelinfo import parse_assignments
-from tfxai.analysis.reliability import verdicts
+from tfxai.analysis.reliability import INSUFFICIENT, verdicts
 from tfxai.analysis.summary import parse_by
 
 
@@ -117,7 +117,11 @@ def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_
         raise click.BadParameter(str(exc), param_hint="RESULTS_DIR") from exc
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    for row in verdicts(result.tables["reliability"]).itertuples(index=False):
+    rows = verdicts(result.tables["reliability"])
+    tested = rows[rows["verdict"] != INSUFFICIENT]
+    if len(rows) and tested.empty:
+        click.echo("reliability: not tested (needs at least two models and two methods)", err=True)
+    for row in tested.itertuples(index=False):
         name = f"{row.metric}[{row.variant}]" if row.variant else row.metric
         click.echo(
             f"reliability: {name}: {row.verdict} (pair share {_fmt(row.pair_share)}, "

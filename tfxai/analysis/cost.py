@@ -47,15 +47,21 @@ def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_by_metric(scores: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per score row per (metric, method, model)."""
-    columns = ["metric", "method", "model_id", *STAT_COLUMNS]
-    if scores.empty or "seconds" not in scores.columns:
+    """Seconds per score row per (metric, method, model).
+
+    Uses the metric's own time (``metric_seconds``) when the results have that column, else ``seconds``;
+    the ``source`` column says which.
+    """
+    column = "metric_seconds" if "metric_seconds" in scores.columns else "seconds"
+    columns = ["metric", "method", "model_id", *STAT_COLUMNS, "source"]
+    if scores.empty or column not in scores.columns:
         return pd.DataFrame(columns=columns)
     rows = []
     for (metric, method, model_id), frame in scores.groupby(
         ["metric", "method", "model_id"], sort=True
     ):
+        stats = describe(pd.to_numeric(frame[column], errors="coerce"))
         rows.append(
-            {"metric": metric, "method": method, "model_id": model_id, **describe(frame["seconds"])}
+            {"metric": metric, "method": method, "model_id": model_id, **stats, "source": column}
         )
     return pd.DataFrame(rows, columns=columns)

@@ -152,7 +152,7 @@ def draw_plots(
     }
     per_model = summary.summarise(scores, ["model_id", "method"])
     for metric in sorted(per_model["metric"].unique()):
-        direction = metric_direction(metric, "", scores).direction
+        direction = _directions(scores, metric)
         path = plots.save(
             plots.bar_chart(per_model, metric, direction), folder / f"bar_{plots.slug(metric)}.png"
         )
@@ -168,8 +168,7 @@ def draw_plots(
                     panels[variant] = means
             if not panels:
                 continue
-            direction = metric_direction(metric, "", scores).direction
-            figure = plots.accuracy_lines(panels, known, metric, direction)
+            figure = plots.accuracy_lines(panels, known, metric, _directions(scores, metric))
             path = plots.save(figure, folder / f"accuracy_{plots.slug(metric)}.png")
             drawn["accuracy"].append((path, f"{metric}: mean per method vs model accuracy"))
     if "roar_summary" in tables and not tables["roar_summary"].empty:
@@ -179,6 +178,15 @@ def draw_plots(
     if options.gallery > 0 or options.gallery_images:
         drawn["gallery"] = _draw_gallery(results, options, folder)
     return drawn
+
+
+def _directions(scores: pd.DataFrame, metric: str) -> dict[str, str]:
+    """Variant → direction of ``metric`` ("higher"/"lower", "(assumed)" when unknown)."""
+    found = {}
+    for variant in sorted(scores.loc[scores["metric"] == metric, "variant"].unique()):
+        direction = metric_direction(metric, variant, scores)
+        found[variant] = direction.direction + (" (assumed)" if direction.assumed else "")
+    return found
 
 
 def _draw_gallery(
@@ -266,9 +274,9 @@ def _reliability_section(
             "architectures; order-preserving = consistent within every architecture only; unreliable = "
             "inconsistent within an architecture."
         ),
-        report.verdict_table_block(reliability.verdicts(table)),
+        report.verdict_table_block(reliability.verdicts(table).drop(columns="scope")),
         report.figures_block(drawn.get("accuracy", [])),
-        report.table_block(table[table["scope"] != "verdict"], "Per scope"),
+        report.table_block(table[table["scope"] != "verdict"].drop(columns="verdict"), "Per scope"),
     ])  # fmt: skip
 
 

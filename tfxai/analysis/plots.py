@@ -58,10 +58,19 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(max(n, 1) / cols), cols
 
 
-def bar_chart(summary: pd.DataFrame, metric: str, direction: str = "") -> Figure:
+def _better(direction: str | Mapping[str, str], variant: str, template: str) -> str:
+    """Title suffix naming the better direction of ``variant`` ("" when unknown)."""
+    found = direction.get(variant, "") if isinstance(direction, Mapping) else direction
+    return template.format(found) if found else ""
+
+
+def bar_chart(
+    summary: pd.DataFrame, metric: str, direction: str | Mapping[str, str] = ""
+) -> Figure:
     """Bars of mean ± sample std for ``metric``: methods on x, one bar per model, one panel per variant.
 
-    ``summary`` needs columns metric, variant, model_id, method, mean, std_sample.
+    ``summary`` needs columns metric, variant, model_id, method, mean, std_sample. ``direction`` is one
+    direction for every panel or a mapping variant → direction.
     """
     rows = summary[summary["metric"] == metric]
     variants = sorted(rows["variant"].unique())
@@ -85,7 +94,7 @@ def bar_chart(summary: pd.DataFrame, metric: str, direction: str = "") -> Figure
             )  # fmt: skip
         axes.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right", fontsize=8)
         axes.set_title(
-            f"{metric} {variant}".strip() + (f" ({direction} is better)" if direction else ""),
+            f"{metric} {variant}".strip() + _better(direction, variant, " ({} is better)"),
             fontsize=9,
         )
         axes.set_ylabel("mean ± std (sample)", fontsize=8)
@@ -100,7 +109,7 @@ def accuracy_lines(
     means_by_variant: Mapping[str, pd.DataFrame],
     models: pd.DataFrame,
     metric: str,
-    direction: str = "",
+    direction: str | Mapping[str, str] = "",
 ) -> Figure:
     """Mean ``metric`` against model accuracy, one line per method (Erdem's figures).
 
@@ -127,7 +136,7 @@ def accuracy_lines(
             )  # fmt: skip
         label = f"{metric} {variant}".strip()
         axes.set_title(
-            f"{label} ({arch})" + (f", {direction} is better" if direction else ""), fontsize=9
+            f"{label} ({arch})" + _better(direction, variant, ", {} is better"), fontsize=9
         )
         axes.set_xlabel("model accuracy", fontsize=8)
         axes.set_ylabel(f"mean {label}", fontsize=8)

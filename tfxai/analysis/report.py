@@ -32,11 +32,12 @@ VERSION_PACKAGES = (
 MAX_TABLE_ROWS = 400
 
 _STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; margin-top: 1.6em; }
 h3 { font-size: 1.05em; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0 1em 0; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; max-width: 40em;
+         overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; }
