@@ -29,6 +29,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,12 +50,15 @@ __all__ = [
     "AttributionStore",
     "ResultsDir",
     "params_hash",
+    "merge_results",
+    "MergeSummary",
 ]
 
 PREDICTIONS_COLUMNS = ["image_id", "model", "weights", "label", "predicted", "confidence", "correct"]
 SCORES_COLUMNS = [
     "image_id", "model", "weights", "method", "method_params", "metric", "metric_params",
-    "variant", "value", "target", "label", "predicted", "confidence", "seconds", "seed", "note", "metric_seconds",
+    "variant", "value", "target", "label", "predicted", "confidence", "seconds", "seed", "note",
+    "metric_seconds", "extra",
 ]
 CURVES_COLUMNS = [
     "image_id", "model", "weights", "method", "method_params", "metric", "metric_params",
@@ -88,6 +93,49 @@ def _write_error(path: Path, exc: OSError) -> ResultsWriteError:
     )
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a torn last line (no trailing newline) of a line-oriented file, if any."""
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        block = min(size, 1 << 20)
+        fh.seek(size - block)
+        data = fh.read(block)
+        cut = data.rfind(b"\n")
+        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+
+def _append_bytes(path: Path, payload: bytes) -> None:
+    """Append ``payload`` with one ``write`` + ``fsync``; all or nothing on a write error.
+
+    On an error (full disk, short write) the file is truncated back to its size before the
+    write, so a failed append leaves no partial batch behind. (A SIGKILL can still cut a large
+    write at a page boundary; readers cut the torn last line and the pipeline completes partial
+    keys on resume.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, payload)
+            if written != len(payload):  # short write: disk full
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise
+    finally:
+        os.close(fd)
+
+
 def _fmt(value: Any) -> Any:
     if value is None:
         return ""
@@ -112,20 +160,7 @@ class CsvTable:
     def repair(self) -> None:
         """Cut a torn last line (no trailing newline) left by a killed writer."""
         self._repaired = True
-        if not self.path.exists():
-            return
-        size = self.path.stat().st_size
-        if size == 0:
-            return
-        with self.path.open("rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) == b"\n":
-                return
-            block = min(size, 1 << 20)
-            fh.seek(size - block)
-            data = fh.read(block)
-            cut = data.rfind(b"\n")
-            fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+        _cut_torn_tail(self.path)
 
     def _header_line(self) -> str:
         buf = io.StringIO()
@@ -149,16 +184,7 @@ class CsvTable:
         if new:
             data = self._header_line() + data
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                payload = data.encode("utf-8")
-                written = os.write(fd, payload)
-                if written != len(payload):  # short write: disk full
-                    raise OSError(errno.ENOSPC, "short write")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _append_bytes(self.path, data.encode("utf-8"))
         except OSError as exc:
             self.repair()
             raise _write_error(self.path, exc) from exc
@@ -175,7 +201,9 @@ class CsvTable:
         return list(csv.DictReader(io.StringIO(text)))
 
     def keys(self, key_columns: Sequence[str]) -> set[tuple[str, ...]]:
-        return {tuple(row.get(c, "") for c in key_columns) for row in self.read()}
+        """The set of key tuples present (strings interned: repeated values are shared)."""
+        intern = sys.intern
+        return {tuple(intern(row.get(c) or "") for c in key_columns) for row in self.read()}
 
 
 # --------------------------------------------------------------------------------------- store
@@ -321,6 +349,56 @@ class AttributionStore:
             return None
         return item
 
+    def import_part(self, part: str | os.PathLike) -> int:
+        """Copy a part file of another store into this one atomically; returns items added.
+
+        Items already stored here (same model, weights, method, parameters, image and target)
+        are skipped: a part whose items are all new is copied as is (temporary name, ``fsync``,
+        rename), otherwise a new part holding only the new items is written the same way.
+        """
+        import h5py
+
+        part = Path(part)
+        with h5py.File(part, "r") as f:
+            a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            key = (str(a["model"]), str(a["weights"]), str(a["method"]), str(a["method_params"]))
+            names = [n for n, ds in f.items()
+                     if self.find(*key, _dec_id(n), int(ds.attrs.get("target", -1))) is None]
+            if not names:
+                return 0
+            folder = self._dir(*key)
+            dest = folder / part.name
+            if dest.exists():  # same name from another source: a fresh name keeps both parts
+                dest = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
+            tmp = dest.with_suffix(".h5.tmp")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                if len(names) == len(f):
+                    shutil.copyfile(part, tmp)
+                else:
+                    with h5py.File(tmp, "w") as g:
+                        g.attrs.update(dict(f.attrs))
+                        for n in names:
+                            f.copy(f[n], g, name=n)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, dest)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise _write_error(dest, exc) from exc
+            if self._index is not None:
+                for n in names:
+                    ds = f[n]
+                    item = StoredItem(*key, _dec_id(n), int(ds.attrs.get("target", -1)), dest,
+                                      float(ds.attrs.get("seconds", np.nan)))
+                    self._index[self._key(item)] = item
+        return len(names)
+
+    def parts(self) -> list[Path]:
+        """The complete part files of this store, sorted."""
+        return sorted(self.root.rglob("part-*.h5")) if self.root.exists() else []
+
     def load(self, item: StoredItem) -> np.ndarray:
         import h5py
 
@@ -345,10 +423,17 @@ class AttributionStore:
 
 
 class ResultsDir:
-    """The files of one results folder."""
+    """The files of one results folder.
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    ``resume_from`` lists other results folders that are only read: keys (predictions, scores)
+    and attributions present there count as done. A Ray worker writes its shard into its own
+    folder and resumes from the destination folder this way.
+    """
+
+    def __init__(self, root: str | os.PathLike,
+                 resume_from: Sequence[str | os.PathLike] = ()) -> None:
         self.root = Path(root)
+        self.resume_from = [ResultsDir(r) for r in resume_from]
         self.predictions = CsvTable(self.root / "predictions.csv", PREDICTIONS_COLUMNS)
         self.scores = CsvTable(self.root / "scores.csv", SCORES_COLUMNS)
         self.curves = CsvTable(self.root / "curves.csv", CURVES_COLUMNS)
@@ -368,12 +453,52 @@ class ResultsDir:
             table.repair()
 
     def log_run(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to ``runs.jsonl`` (one write + fsync; a torn line is cut)."""
+        path = self.root / "runs.jsonl"
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         try:
-            with (self.root / "runs.jsonl").open("a", encoding="utf-8") as fh:
-                fh.write(line)
+            _cut_torn_tail(path)
+            _append_bytes(path, line.encode("utf-8"))
         except OSError as exc:
-            raise _write_error(self.root / "runs.jsonl", exc) from exc
+            raise _write_error(path, exc) from exc
+
+    # ------------------------------------------------------------------ resume (incl. layers)
+    def prediction_keys(self) -> set[tuple[str, ...]]:
+        """Keys of ``predictions.csv`` here and in the ``resume_from`` folders."""
+        keys = self.predictions.keys(PREDICTION_KEY)
+        for other in self.resume_from:
+            keys |= other.predictions.keys(PREDICTION_KEY)
+        return keys
+
+    def score_keys(self) -> set[tuple[str, ...]]:
+        """``SCORE_KEY + (variant,)`` tuples of ``scores.csv`` here and in ``resume_from``."""
+        cols = (*SCORE_KEY, "variant")
+        keys = self.scores.keys(cols)
+        for other in self.resume_from:
+            keys |= other.scores.keys(cols)
+        return keys
+
+    def orphan_curve_points(self, score_keys: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Curve points whose score row is missing (a kill between the two appends).
+
+        Returns ``SCORE_KEY + (variant, x)`` tuples, so a re-run does not write them twice.
+        """
+        out: set[tuple[str, ...]] = set()
+        for table in [self.curves, *(o.curves for o in self.resume_from)]:
+            for row in table.read():
+                key = tuple(row.get(c) or "" for c in (*SCORE_KEY, "variant"))
+                if key not in score_keys:
+                    out.add((*key, row.get("x") or ""))
+        return out
+
+    def find_attribution(self, model: str, weights: str, method: str, method_params: str,
+                         image_id: str, target: int | None = None) -> StoredItem | None:
+        item = self.store.find(model, weights, method, method_params, image_id, target)
+        for other in self.resume_from:
+            if item is not None:
+                break
+            item = other.store.find(model, weights, method, method_params, image_id, target)
+        return item
 
     def record_errors(self, rows: list[dict[str, Any]]) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -381,3 +506,88 @@ class ResultsDir:
 
     def iter_scores(self) -> Iterator[dict[str, str]]:
         yield from self.scores.read()
+
+
+# --------------------------------------------------------------------------------------- merge
+
+#: columns identifying a row of each table when merging (errors: all but the time stamp)
+MERGE_KEYS = {
+    "predictions": PREDICTION_KEY,
+    "scores": (*SCORE_KEY, "variant"),
+    "curves": (*SCORE_KEY, "variant", "x"),
+    "errors": tuple(c for c in ERRORS_COLUMNS if c != "time"),
+}
+
+
+@dataclass
+class MergeSummary:
+    """Rows and attributions added to the destination by :func:`merge_results`."""
+
+    rows: dict[str, int]
+    attributions: int
+    duplicates: int
+
+
+def merge_results(
+    sources: Sequence[str | os.PathLike], dest: str | os.PathLike, chunk: int = 5000
+) -> MergeSummary:
+    """Merge results folders into ``dest`` with no duplicate rows or attributions.
+
+    Attribution parts are imported atomically (:meth:`AttributionStore.import_part`) before the
+    CSV rows, which are appended with the crash-safe append in chunks of ``chunk`` rows. Rows
+    whose key (:data:`MERGE_KEYS`) is already in ``dest`` — or earlier in the sources — are
+    skipped, so merging is idempotent: an interrupted merge is finished by running it again.
+    ``runs.jsonl`` lines are appended once each.
+
+    Raises:
+        ValueError: a source does not exist, or is ``dest`` itself.
+        ResultsWriteError: ``dest`` cannot be written.
+    """
+    out = ResultsDir(dest)
+    srcs = [ResultsDir(s) for s in sources]
+    for src in srcs:
+        if not src.root.is_dir():
+            raise ValueError(f"merge: source {str(src.root)!r} is not a results folder")
+        if src.root.resolve() == out.root.resolve():
+            raise ValueError(f"merge: source {str(src.root)!r} is the destination itself")
+    out.ensure_writable()
+    added = 0
+    for src in srcs:
+        for part in src.store.parts():
+            added += out.store.import_part(part)
+    rows: dict[str, int] = {}
+    dups = 0
+    for name, key_cols in MERGE_KEYS.items():
+        table: CsvTable = getattr(out, name)
+        seen = table.keys(key_cols)
+        rows[name] = 0
+        for src in srcs:
+            pending: list[dict[str, str]] = []
+            for row in getattr(src, name).read():
+                key = tuple(row.get(c) or "" for c in key_cols)
+                if key in seen:
+                    dups += 1
+                    continue
+                seen.add(key)
+                pending.append(row)
+                if len(pending) >= chunk:
+                    rows[name] += table.append(pending)
+                    pending = []
+            rows[name] += table.append(pending)
+    logged = set(_read_lines(out.root / "runs.jsonl"))
+    for src in srcs:
+        for line in _read_lines(src.root / "runs.jsonl"):
+            if line not in logged:
+                logged.add(line)
+                try:
+                    _append_bytes(out.root / "runs.jsonl", (line + "\n").encode("utf-8"))
+                except OSError as exc:
+                    raise _write_error(out.root / "runs.jsonl", exc) from exc
+    return MergeSummary(rows, added, dups)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return [ln for ln in text[: text.rfind("\n") + 1].splitlines() if ln.strip()]

@@ -7,6 +7,11 @@ parameters and target match and computing the missing ones.
 Both stream images from disk one batch at a time, skip keys that are already written (so an
 interrupted run resumes where it stopped), record per-image failures in ``errors.csv`` and go on.
 SIGINT (Ctrl-C) stops cleanly after the batch in flight.
+
+Executors: ``local`` (default) runs here; ``ray`` (``pip install .[ray]``) splits the images
+into deterministic shards that Ray actors — each holding its models loaded once — run with this
+same local pipeline into per-shard folders, merged atomically into the results folder
+(:mod:`tfxai.executors`, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from tfxai.attribution.base import Attributer, get_attributer
 from tfxai.data.dataset import Batch, Sample, discover, iter_batches, shard
 from tfxai.evaluation.base import Metric, MetricOutput, get_metric
 from tfxai.models import Backbone, load_model
-from tfxai.results import PREDICTION_KEY, SCORE_KEY, ResultsDir
+from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
 
 __all__ = ["RunConfig", "RunSummary", "run_attribute", "run_evaluate", "ConfigError"]
 
 TARGET_MODES = ("predicted", "label")
+EXECUTORS = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -61,8 +67,24 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     progress: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: ``local`` (default) or ``ray``
+    executor: str = "local"
+    #: Ray cluster address (``auto`` or ``HOST:PORT``); None starts a local Ray cluster
+    address: str | None = None
+    #: Ray actors to run (default: one per CPU of the cluster); sizes a local cluster too
+    num_workers: int | None = None
+    #: CPUs reserved by each Ray actor (also its TensorFlow thread count)
+    worker_cpus: int = 1
 
     def validate(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.num_workers is not None and self.num_workers < 1:
+            raise ConfigError(f"--num-workers must be >= 1, got {self.num_workers}")
+        if self.worker_cpus < 1:
+            raise ConfigError(f"--cpus-per-worker must be >= 1, got {self.worker_cpus}")
+        if self.executor == "local" and (self.address or self.num_workers):
+            raise ConfigError("--address and --num-workers need --executor ray")
         if self.target not in TARGET_MODES:
             raise ConfigError(f"--target must be one of {TARGET_MODES}, got {self.target!r}")
         if self.resize not in ("squash", "crop"):
@@ -104,6 +126,8 @@ class RunConfig:
             "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed,
             "method_params": self.method_params, "metric_params": self.metric_params,
             "shard": list(self.shard) if self.shard else None,
+            "executor": self.executor, "address": self.address,
+            "num_workers": self.num_workers,
             "versions": {"tfxai": __version__, "tensorflow": tf.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
         }
@@ -497,6 +521,26 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, summary, errors) -> 
     summary.rows += rd.scores.append(rows)
 
 
+def _split_extra(extras: list[Any] | None, j: int) -> tuple[Any, dict[str, Any] | None]:
+    """A metric's per-image extra: a dict (its ``curve`` goes to curves.csv, the rest to the
+    ``extra`` column as JSON) or directly a curve of (x, y) pairs."""
+    if extras is None or extras[j] is None:
+        return None, None
+    item = extras[j]
+    if isinstance(item, dict):
+        info = {k: v for k, v in item.items() if k != "curve"}
+        return item.get("curve"), info or None
+    return item, None
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: MetricOutput):
     ids = prep.ids()
     mp, xp = att.method_params_json(), metric.metric_params_json()
@@ -518,12 +562,12 @@ def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: Met
             extra_notes = "; ".join(prep.batch.notes[i]) if metric.needs_boxes else ""
             rows.append({**base, "variant": variant, "value": float(values[j]),
                          "note": "; ".join(x for x in (note, extra_notes) if x) + recorded})
-            extra = out.extras.get(variant)
-            curve = extra[j] if extra is not None else None
+            curve, info = _split_extra(out.extras.get(variant), j)
+            if info:
+                rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=_json_safe)
             if curve is not None:
-                curves.extend({**{k: base[k] for k in ("image_id", "model", "weights", "method",
-                                                       "method_params", "metric",
-                                                       "metric_params")},
-                               "variant": variant, "x": float(x), "y": float(y)}
-                              for x, y in curve)
+                keys = ("image_id", "model", "weights", "method", "method_params", "metric",
+                        "metric_params")
+                curves.extend({**{k: base[k] for k in keys}, "variant": variant,
+                               "x": float(x), "y": float(y)} for x, y in curve)
     return rows, curves

@@ -46,7 +46,12 @@ class MetricInputError(ValueError):
 
 @dataclass
 class MetricOutput:
-    """Per-variant values (N,), notes (N,) and optional extras (N,) such as curves."""
+    """Per-variant values (N,), notes (N,) and optional extras (N,).
+
+    An extra is ``None`` or a dict per image: its ``"curve"`` entry (a list of ``(x, y)`` pairs,
+    e.g. percentage removed × probability) is written to ``curves.csv``; the other entries go to
+    the ``extra`` column of ``scores.csv`` as JSON.
+    """
 
     values: dict[str, np.ndarray]
     notes: dict[str, list[str]] = field(default_factory=dict)
