@@ -7,6 +7,7 @@ Maps go in as raw (N, 8, 8) attributions without an attributer, so ``ctx.maps()`
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -385,3 +386,42 @@ def test_metadata():
         cls = type(tfxai.get_metric(name))
         assert cls.family == "localisation" and cls.direction == "higher" and cls.needs_boxes
     assert tfxai.get_metric("box_iou").variants == ("", "hit")
+
+
+# ------------------------------------------------------------------------------ real photos and boxes
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-15"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent (real ImageNet val images + boxes)")
+def test_real_boxes_with_gradcam_on_a_tiny_model():
+    """On the 15 real images with their XML boxes: every metric gives values in [0, 1] and, with
+    mask="target" and the label as target, no image lacks a box of its class (ImageNet val boxes all
+    carry the image's class)."""
+    import tensorflow as tf
+
+    from tfxai.data import discover, load_batch
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((64, 64, 3))
+    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.MaxPooling2D(4)(x)
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(1000)(x)
+    bb = tfxai.load_model(tf.keras.Model(inp, out), output="logits")
+    batch = load_batch(discover(DATA, annotations=DATA), bb.input_size)
+    assert len(batch.images) == 15 and all(b is not None and len(b) for b in batch.boxes)
+    att = tfxai.get_attributer("gradcam", bb)
+    raw = att.attribute(batch.images, batch.labels)
+    for name in LOCALISATION:
+        for mask in ("union", "target"):
+            out = tfxai.get_metric(name, mask=mask).evaluate(
+                bb, att, batch.images, batch.labels, attributions=raw, boxes=batch.boxes,
+                box_labels=batch.box_labels,
+            )
+            for v, vals in out.values.items():
+                assert np.isfinite(vals).all(), (name, mask, v, out.notes[v])
+                assert ((vals >= 0) & (vals <= 1)).all(), (name, mask, v)
