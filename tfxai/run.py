@@ -21,7 +21,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,7 +303,8 @@ def _attributions(
     ids = prep.ids()
     stored, missing = [], []
     for p in positions:
-        item = rd.store.find(bb.name, bb.weights, att.key, mp, ids[p], int(prep.targets[p]))
+        item = rd.find_attribution(bb.name, bb.weights, att.key, mp, ids[p],
+                                   int(prep.targets[p]))
         (stored if item is not None else missing).append((p, item))
     out: dict[int, np.ndarray] = {}
     secs: dict[int, float] = {}
@@ -338,31 +339,117 @@ def _store_params(cfg: RunConfig) -> dict[str, Any]:
     return {"resize": cfg.resize, "target": cfg.target, "seed": cfg.seed}
 
 
+# --------------------------------------------------------------------------------------- session
+
+
+class _Session:
+    """Backbones, attributers and metrics built once and reused across batches, runs and shards.
+
+    Their compiled ``tf.function`` s (fixed signatures with a free batch dimension) are traced
+    once and reused for every batch, including a last partial one: memory stays flat.
+    """
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self._backbones: dict[str, Backbone] = {}
+        self._attributers: dict[str, dict[str, Attributer]] = {}
+        self._metrics: dict[tuple[str, str], dict[str, Metric]] = {}
+
+    def backbone(self, name: str) -> Backbone:
+        if name not in self._backbones:
+            self._backbones[name] = _load_backbone(self.cfg, name)
+        return self._backbones[name]
+
+    def attributers(self, bb: Backbone) -> dict[str, Attributer]:
+        if bb.name not in self._attributers:
+            self._attributers[bb.name] = _build_attributers(self.cfg, bb)
+        return self._attributers[bb.name]
+
+    def metrics(self, bb: Backbone, method: str) -> dict[str, Metric]:
+        key = (bb.name, method)
+        if key not in self._metrics:
+            self._metrics[key] = _build_metrics(self.cfg, method)
+        return self._metrics[key]
+
+
+#: called after each batch is written: (model name, index of the batch in the run)
+BatchHook = Callable[[str, int], None]
+
+
+def _run_local(
+    cfg: RunConfig,
+    command: str,
+    samples: list[Sample] | None = None,
+    rd: ResultsDir | None = None,
+    session: _Session | None = None,
+    log: bool = True,
+    on_batch: BatchHook | None = None,
+    dataset_stats: dict[tuple[str, str, str], Any] | None = None,
+) -> RunSummary:
+    """The local pipeline: ``attribute`` or ``evaluate`` over ``samples`` into ``rd``.
+
+    Ray workers call it with their shard's samples, a shard folder resuming from the results
+    folder, their cached session and the dataset statistics computed over all shards.
+    """
+    rd = rd if rd is not None else ResultsDir(cfg.out)
+    if samples is None:
+        samples = _load_samples(cfg)
+    rd.ensure_writable()
+    if log:
+        rd.log_run(cfg.record(command))
+    session = session or _Session(cfg)
+    summary = RunSummary(images=len(samples), out=rd.root)
+    with _sigint_guard() as stop:
+        for model_name in cfg.models:
+            bb = session.backbone(model_name)
+            atts = session.attributers(bb)
+            if command == "attribute":
+                if _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch):
+                    break
+                continue
+            metrics = {m: session.metrics(bb, m) for m in atts}
+            if cfg.annotations is None and any(
+                x.needs_boxes for ms in metrics.values() for x in ms.values()
+            ):
+                summary.notes.append("no --annotations given: localisation metrics are NaN "
+                                     "with note 'no boxes'")
+            if dataset_stats is None:
+                _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log)
+            else:
+                _set_dataset_stats(bb, metrics, dataset_stats)
+            if stop.requested or _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary,
+                                                  stop, on_batch):
+                summary.interrupted = True
+                break
+    return summary
+
+
+def _check_metrics(cfg: RunConfig) -> None:
+    if not cfg.metrics:
+        raise ConfigError("--metric: give at least one metric")
+    for name in cfg.metrics:  # validate names and parameters before any work
+        _build_metrics(RunConfig(**{**cfg.__dict__, "metrics": [name]}), "")
+
+
 # --------------------------------------------------------------------------------------- attribute
 
 
 def run_attribute(cfg: RunConfig) -> RunSummary:
     """Compute and store attributions (and predictions) for models × methods over the images."""
     cfg.validate()
-    rd = ResultsDir(cfg.out)
-    samples = _load_samples(cfg)
-    rd.ensure_writable()
-    rd.log_run(cfg.record("attribute"))
-    summary = RunSummary(images=len(samples), out=rd.root)
-    with _sigint_guard() as stop:
-        for model_name in cfg.models:
-            bb = _load_backbone(cfg, model_name)
-            atts = _build_attributers(cfg, bb)
-            if _attribute_model(cfg, bb, atts, samples, rd, summary, stop):
-                break
-    return summary
+    if cfg.executor == "ray":
+        from tfxai.executors import run_ray
+
+        return run_ray(cfg, "attribute")
+    return _run_local(cfg, "attribute")
 
 
-def _attribute_model(cfg, bb, atts, samples, rd, summary, stop) -> bool:
-    pred_done = rd.predictions.keys(PREDICTION_KEY)
+def _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) -> bool:
+    pred_done = rd.prediction_keys()
     bar = _progress(len(samples) * len(atts), f"{bb.name} attribute", cfg.progress)
     try:
-        for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
+        for n, batch in enumerate(iter_batches(samples, bb.input_size, cfg.batch_size,
+                                               cfg.resize)):
             errors = _load_errors(batch, bb.name)
             if batch.samples:
                 prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
@@ -370,6 +457,8 @@ def _attribute_model(cfg, bb, atts, samples, rd, summary, stop) -> bool:
                     try:
                         _attributions(cfg, bb, att, prep, np.arange(len(prep.idx)), rd, summary,
                                       load=False)
+                    except ResultsWriteError:
+                        raise
                     except Exception as exc:  # noqa: BLE001 - recorded per image, run goes on
                         errors.extend(_error_row(batch.samples[i], "attribute", bb.name,
                                                  f"{type(exc).__name__}: {exc}", name)
@@ -378,6 +467,8 @@ def _attribute_model(cfg, bb, atts, samples, rd, summary, stop) -> bool:
             else:
                 bar.update(len(batch.errors) * len(atts))
             _flush_errors(rd, errors, summary)
+            if on_batch is not None:
+                on_batch(bb.name, n)
             if stop.requested:
                 summary.interrupted = True
                 return True
@@ -398,41 +489,27 @@ def _flush_errors(rd: ResultsDir, errors: list[dict[str, Any]], summary: RunSumm
 def run_evaluate(cfg: RunConfig) -> RunSummary:
     """Score models × methods × metrics over the images into ``scores.csv`` (resumable)."""
     cfg.validate()
-    if not cfg.metrics:
-        raise ConfigError("--metric: give at least one metric")
-    rd = ResultsDir(cfg.out)
-    samples = _load_samples(cfg)
-    for name in cfg.metrics:  # validate names and parameters before any work
-        _build_metrics(RunConfig(**{**cfg.__dict__, "metrics": [name]}), "")
-    rd.ensure_writable()
-    rd.log_run(cfg.record("evaluate"))
-    summary = RunSummary(images=len(samples), out=rd.root)
-    with _sigint_guard() as stop:
-        for model_name in cfg.models:
-            bb = _load_backbone(cfg, model_name)
-            atts = _build_attributers(cfg, bb)
-            metrics = {m: _build_metrics(cfg, m) for m in atts}
-            if cfg.annotations is None and any(
-                x.needs_boxes for ms in metrics.values() for x in ms.values()
-            ):
-                summary.notes.append("no --annotations given: localisation metrics are NaN "
-                                     "with note 'no boxes'")
-            _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop)
-            if stop.requested or _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary,
-                                                  stop):
-                summary.interrupted = True
-                break
-    return summary
+    _check_metrics(cfg)
+    if cfg.executor == "ray":
+        from tfxai.executors import run_ray
+
+        return run_ray(cfg, "evaluate")
+    return _run_local(cfg, "evaluate")
 
 
-def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop) -> None:
-    """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L)."""
+def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
+                  combine=True) -> dict[tuple[str, str, str], list[Any]]:
+    """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L).
+
+    Returns the per-batch statistics by (model, method, metric); with ``combine`` each metric's
+    ``dataset_stat`` is set from them (Ray combines the lists of all shards instead).
+    """
     todo = [(name, m) for name in atts for m in metrics[name].values() if m.needs_dataset_pass]
     if not todo:
-        return
-    stats: dict[tuple[str, str], list[Any]] = {(n, m.name): [] for n, m in todo}
+        return {}
+    stats: dict[tuple[str, str, str], list[Any]] = {(bb.name, n, m.name): [] for n, m in todo}
     bar = _progress(len(samples) * len(atts), f"{bb.name} dataset pass", cfg.progress)
-    pred_done = rd.predictions.keys(PREDICTION_KEY)
+    pred_done = rd.prediction_keys()
     try:
         for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
             if not batch.samples:
@@ -441,31 +518,49 @@ def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop) -> None:
             for name, metric in todo:
                 raw, _ = _attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)), rd,
                                        summary)
-                stats[(name, metric.name)].append(metric.dataset_statistic(atts[name], raw))
+                stats[(bb.name, name, metric.name)].append(
+                    metric.dataset_statistic(atts[name], raw))
             bar.update(len(batch.samples) * len(atts))
             if stop.requested:
-                return
+                return stats
     finally:
         bar.close()
-    for name, metric in todo:
-        metric.dataset_stat = metric.combine_statistics(stats[(name, metric.name)])
-        rd.log_run({"command": "evaluate.dataset_pass", "model": bb.name, "method": name,
-                    "metric": metric.name, "statistic": metric.dataset_stat})
+    if combine:
+        for name, metric in todo:
+            metric.dataset_stat = metric.combine_statistics(stats[(bb.name, name, metric.name)])
+            if log:
+                rd.log_run({"command": "evaluate.dataset_pass", "model": bb.name,
+                            "method": name, "metric": metric.name,
+                            "statistic": metric.dataset_stat})
+    return stats
 
 
-def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop) -> bool:
-    done = rd.scores.keys(SCORE_KEY)
-    pred_done = rd.predictions.keys(PREDICTION_KEY)
+def _set_dataset_stats(bb: Backbone, metrics: dict[str, dict[str, Metric]],
+                       stats: dict[tuple[str, str, str], Any]) -> None:
+    for method, ms in metrics.items():
+        for metric in ms.values():
+            if metric.needs_dataset_pass:
+                metric.dataset_stat = stats[(bb.name, method, metric.name)]
+
+
+def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=None) -> bool:
+    done = rd.score_keys()
+    orphans = rd.orphan_curve_points(done)
+    pred_done = rd.prediction_keys()
     bar = _progress(len(samples) * len(atts), f"{bb.name} evaluate", cfg.progress)
     try:
-        for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
+        for n, batch in enumerate(iter_batches(samples, bb.input_size, cfg.batch_size,
+                                               cfg.resize)):
             errors = _load_errors(batch, bb.name)
             if batch.samples:
                 prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
                 for name, att in atts.items():
-                    _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, summary, errors)
+                    _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans,
+                                     summary, errors)
                     bar.update(len(batch.samples))
             _flush_errors(rd, errors, summary)
+            if on_batch is not None:
+                on_batch(bb.name, n)
             if stop.requested:
                 return True
     finally:
@@ -473,13 +568,22 @@ def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop) -> bool:
     return False
 
 
-def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, summary, errors) -> None:
+def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, errors) -> None:
+    """Score one method's batch with the metrics; rows already written are not written again.
+
+    ``done`` holds ``SCORE_KEY + (variant,)`` tuples: an image is scored again only when one of
+    the metric's variants is missing (a kill can cut a large append at a page boundary), and
+    only the missing rows are written. ``orphans`` are curve points already written whose score
+    row is missing; they are not written twice.
+    """
     mp = att.method_params_json()
     ids = prep.ids()
     todo = {}
     for mname, metric in metrics.items():
         key_tail = (bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json())
-        pos = np.array([p for p, i in enumerate(ids) if (i, *key_tail) not in done], dtype=int)
+        variants = tuple(metric.variants) or ("",)
+        pos = np.array([p for p, i in enumerate(ids)
+                        if any((i, *key_tail, v) not in done for v in variants)], dtype=int)
         if len(pos):
             todo[mname] = pos
     if not todo:
@@ -488,6 +592,8 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, summary, errors) -> 
     need = np.unique(np.concatenate(list(todo.values())))
     try:
         raw, secs = _attributions(cfg, bb, att, prep, need, rd, summary)
+    except ResultsWriteError:
+        raise
     except Exception as exc:  # noqa: BLE001
         errors.extend(_error_row(prep.batch.samples[prep.idx[p]], "attribute", bb.name,
                                  f"{type(exc).__name__}: {exc}", att.key) for p in need)
@@ -513,12 +619,19 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, summary, errors) -> 
             continue
         per_image = (time.perf_counter() - t0) / len(pos)
         r, c = _score_rows(cfg, bb, att, metric, prep, pos, secs[sel], per_image, out)
+        r = [row for row in r if _row_key(row) not in done]
+        c = [pt for pt in c if _row_key(pt) not in done
+             and (*_row_key(pt), _fmt(pt["x"])) not in orphans]
         rows.extend(r)
         curves.extend(c)
-        for p in pos:
-            done.add((ids[p], bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json()))
-    rd.curves.append(curves)
+    rd.curves.append(curves)  # curves first: a score row implies its curve is complete
     summary.rows += rd.scores.append(rows)
+    done.update(_row_key(row) for row in rows)
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """``SCORE_KEY + (variant,)`` of a score or curve row, as the strings written to the CSV."""
+    return tuple(str(_fmt(row[c])) for c in (*SCORE_KEY, "variant"))
 
 
 def _split_extra(extras: list[Any] | None, j: int) -> tuple[Any, dict[str, Any] | None]:
