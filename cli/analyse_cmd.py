@@ -115,6 +115,8 @@ def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_
         result = run_analysis(dirs, out, options)
     except ResultsError as exc:
         raise click.BadParameter(str(exc), param_hint="RESULTS_DIR") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write to {out}: {exc.strerror or exc}") from exc
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     rows = verdicts(result.tables["reliability"])

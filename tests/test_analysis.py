@@ -402,6 +402,23 @@ def test_accuracy_from_predictions_and_models_csv(tmp_path):
     assert info["accuracy"] == 0.6 and info["accuracy_source"] == "models.csv"
 
 
+def test_accuracy_and_architecture_from_models_csv_by_file(tmp_path):
+    # fine-tuned models loaded from files: model = file stem, weights = the file path
+    rows = [
+        score_row("x", stem, "g", "iou", 0.1, weights=f"/m/{stem}.keras") for stem in ("f20", "f40")
+    ]
+    folder = write_results(tmp_path / "r", rows)
+    pd.DataFrame({"model": ["/m/f20.keras", "/m/f40.keras"], "accuracy": [0.61, 0.7],
+                  "backbone": ["resnet50", "resnet50"]}).to_csv(folder / "models.csv", index=False)  # fmt: skip
+    info = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False)).tables[
+        "model_info"
+    ]
+    assert info.set_index("model_id")["accuracy"].to_dict() == {"f20": 0.61, "f40": 0.7}
+    assert set(info["architecture"]) == {"resnet50"} and set(info["accuracy_source"]) == {
+        "models.csv"
+    }
+
+
 def test_several_folders_and_weights_make_distinct_models(tmp_path):
     a = write_results(
         tmp_path / "a", [score_row("x", "vgg16", "g", "iou", 0.2, weights="/w/f20.keras")]

@@ -106,7 +106,9 @@ def _notes(
     """Assumptions and gaps worth telling the reader."""
     notes = []
     if results.scores.empty:
-        notes.append("No scores.csv found: only predictions are summarised.")
+        notes.append(
+            "No score rows (scores.csv missing or empty): only predictions are summarised."
+        )
     for metric, variant in scores[["metric", "variant"]].drop_duplicates().itertuples(index=False):
         direction = metric_direction(metric, variant, scores)
         if direction.assumed:
