@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    import tfxai
     from lime import lime_image
 
+    import tfxai
     from tfxai.attribution.superpixel import make_segmenter
 
     bb = tfxai.load_model("vgg16", weights="none")
