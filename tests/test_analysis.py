@@ -467,6 +467,23 @@ def test_gallery_reads_store_and_normalises(tmp_path):
     assert gallery.find_image(tmp_path / "images", "img2") is None
 
 
+def test_gallery_image_lookup_and_crop(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "n01").mkdir()
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, 10:70] = 255  # black bands of 10 columns at both ends
+    Image.fromarray(wide).save(tmp_path / "n01" / "x.png")
+    assert gallery.find_image(tmp_path, "n01/x") == tmp_path / "n01" / "x.png"
+    assert gallery.find_image(tmp_path, "x") == tmp_path / "n01" / "x.png"
+    # crop: 40×80 → 20×40, centre 20 columns = original columns 20..60, all white
+    cropped = gallery.load_image(tmp_path / "n01" / "x.png", (20, 20), "crop")
+    assert cropped.shape == (20, 20, 3) and cropped.min() > 250
+    # squash keeps the whole width, so the black bands remain at the borders
+    squashed = gallery.load_image(tmp_path / "n01" / "x.png", (20, 20), "squash")
+    assert squashed[:, 0].max() < 10 and squashed[:, 10].min() > 250
+
+
 def test_gallery_png_in_pipeline(tmp_path):
     folder = write_results(tmp_path / "r", [score_row("img1", "vgg16", "gradcam", "iou", 0.3)])
     write_store(

@@ -10,9 +10,9 @@ Maps come from the attribution store of a results folder:
   path says.
 
 A raw attribution (H, W, C) is reduced to a display map by summing the channels, taking the absolute value
-and dividing by the maximum, so every map lies in [0, 1]. Images are looked up in ``--images DIR`` by file
-name or stem, converted to RGB and resized (squashed) to the map's size; a missing image leaves the map
-drawn alone.
+and dividing by the maximum, so every map lies in [0, 1]. Images are looked up in ``--images DIR`` by the
+image id (relative path without suffix, or stem), converted to RGB and resized to the map's size with the
+run's resize mode (``squash`` or ``crop``, from ``runs.jsonl``); a missing image leaves the map alone.
 """
 
 from __future__ import annotations
@@ -182,34 +182,59 @@ def select_items(
     return sorted(kept.values(), key=lambda i: (i.model_id, order[i.image_id], i.method))
 
 
-def find_image(images_dir: Path | None, image_id: str) -> Path | None:
-    """The image file for ``image_id`` in ``images_dir`` (exact name, then stem, searched recursively)."""
+def image_index(images_dir: Path | None) -> dict[str, Path]:
+    """Image files under ``images_dir`` keyed by relative path without suffix, relative path and stem.
+
+    tfxai names an image by its path relative to the image folder, without suffix (``n01440764/x``), or
+    by its stem; both are keys. The first file in sorted order wins a key.
+    """
+    index: dict[str, Path] = {}
     if images_dir is None or not Path(images_dir).is_dir():
-        return None
-    direct = Path(images_dir) / image_id
-    if direct.is_file():
-        return direct
-    stem = Path(image_id).stem
-    for path in sorted(Path(images_dir).rglob("*")):
-        if (
-            path.suffix.lower() in IMAGE_SUFFIXES
-            and path.stem in (image_id, stem)
-            and path.is_file()
-        ):
-            return path
-    return None
+        return index
+    root = Path(images_dir)
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        rel = path.relative_to(root)
+        for key in (rel.with_suffix("").as_posix(), rel.as_posix(), path.stem):
+            index.setdefault(key, path)
+    return index
 
 
-def load_image(path: Path | None, size: tuple[int, int]) -> np.ndarray | None:
-    """Load ``path`` as RGB uint8 squashed to ``size`` = (H, W); None when absent or unreadable."""
+def find_image(
+    images_dir: Path | None, image_id: str, index: dict[str, Path] | None = None
+) -> Path | None:
+    """The image file for ``image_id`` in ``images_dir`` (see :func:`image_index`), or None."""
+    index = image_index(images_dir) if index is None else index
+    return index.get(image_id) or index.get(Path(image_id).stem)
+
+
+def load_image(
+    path: Path | None, size: tuple[int, int], resize: str = "squash"
+) -> np.ndarray | None:
+    """Load ``path`` as RGB uint8 at ``size`` = (H, W); None when absent or unreadable.
+
+    ``resize`` follows the run's mode: ``squash`` resizes without cropping; ``crop`` scales the shorter
+    side to cover ``size`` and centre-crops.
+    """
     if path is None:
         return None
     from PIL import Image, UnidentifiedImageError
 
+    height, width = size
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-            return np.asarray(rgb)
+            rgb = image.convert("RGB")
+            if resize == "crop":
+                scale = max(height / rgb.height, width / rgb.width)
+                scaled = (
+                    max(width, round(rgb.width * scale)),
+                    max(height, round(rgb.height * scale)),
+                )
+                rgb = rgb.resize(scaled, Image.BILINEAR)
+                left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+                return np.asarray(rgb.crop((left, top, left + width, top + height)))
+            return np.asarray(rgb.resize((width, height), Image.BILINEAR))
     except (OSError, UnidentifiedImageError):
         return None
 
@@ -219,6 +244,7 @@ def collect(
     n_images: int,
     images_dir: Path | None = None,
     image_ids: Sequence[str] | None = None,
+    resize: str = "squash",
 ) -> tuple[list[GalleryItem], dict[str, np.ndarray | None]]:
     """Gallery items from every store, with the image (or None) for each chosen image id."""
     items: list[GalleryItem] = []
@@ -226,8 +252,11 @@ def collect(
         items.extend(iter_store(Path(path)))
     kept = select_items(items, n_images, image_ids)
     images: dict[str, np.ndarray | None] = {}
+    index = image_index(images_dir) if kept else {}
     for item in kept:
         if item.image_id not in images:
             shape = display_map(item.load()).shape
-            images[item.image_id] = load_image(find_image(images_dir, item.image_id), shape)
+            images[item.image_id] = load_image(
+                find_image(images_dir, item.image_id, index), shape, resize
+            )
     return kept, images

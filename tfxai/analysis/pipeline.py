@@ -197,8 +197,14 @@ def _draw_gallery(
     """One gallery PNG per model found in the attribution stores."""
     if not results.store_paths:
         return []
+    modes = {str(r.get("resize")) for r in results.runs if r.get("resize")}
+    resize = "crop" if modes == {"crop"} else "squash"
     items, images = gallery.collect(
-        results.store_paths, options.gallery, options.images, list(options.gallery_images) or None
+        results.store_paths,
+        options.gallery,
+        options.images,
+        list(options.gallery_images) or None,
+        resize,
     )
     drawn = []
     for model in sorted({i.model_id or i.model for i in items}):
