@@ -16,9 +16,10 @@ step, fed to the model in large batches. For the same seed the superpixel weight
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import sklearn.metrics
@@ -77,7 +78,8 @@ def hide_image(image: np.ndarray, segments: np.ndarray, hide: str, blur_sigma: f
         fudged = image.copy()
         for s in np.unique(segments):  # one pass per superpixel (tens), as lime does
             sel = segments == s
-            fudged[sel] = image[sel].mean(axis=0)
+            px = image[sel]
+            fudged[sel] = (np.mean(px[:, 0]), np.mean(px[:, 1]), np.mean(px[:, 2]))
         return fudged
     if hide == "blur":
         import cv2
