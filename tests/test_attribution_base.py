@@ -505,3 +505,20 @@ def test_gradcam_agrees_with_tf_keras_vis_vgg16(vgg16, vgg_image):
     assert ref_layer.shape == ours_layer.shape == (1, 14, 14)
     assert ours.shape == (1, 224, 224)
     _check_against_tf_keras_vis(ours, ours_layer, ref_layer, ref_up)
+
+
+def test_attributions_run_the_model_in_inference_mode(images):
+    """Dropout and batch norm must act as at inference: repeated calls give identical maps."""
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((SIZE, SIZE, 3))
+    h = tf.keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
+    h = tf.keras.layers.BatchNormalization(name="bn")(h)
+    h = tf.keras.layers.Activation("relu", name="act")(h)
+    h = tf.keras.layers.Dropout(0.5, name="drop")(h)
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(CLASSES, activation="softmax")(h))
+    bb = tfxai.load_model(model, preprocess=_scale, last_conv_layer="act")
+    for name in ("saliency", "gradcam"):
+        att = get_attributer(name, bb)
+        first = att.attribute(images, np.zeros(5, int))
+        np.testing.assert_array_equal(att.attribute(images, np.zeros(5, int)), first)
