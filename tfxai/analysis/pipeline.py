@@ -296,12 +296,29 @@ def _run_section(
     return report.Section("Run parameters and versions", [
         report.table_block(runinfo.runs_table(scores, results.predictions), "Results folders"),
         report.table_block(tables["model_info"], "Models"),
-        report.table_block(runinfo.commands_table(results.runs), "Commands run (runs.jsonl)"),
+        *_commands_blocks(results.runs),
         report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
         report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
         report.kv_table(_option_values(options), "Analysis options"),
         report.kv_table(report.versions(), "Versions"),
     ])  # fmt: skip
+
+
+def _commands_blocks(records: Sequence[Mapping[str, object]]) -> list[str]:
+    """One name/value table per ``runs.jsonl`` record (long JSON values wrap inside their cell)."""
+    if not records:
+        return [report.table_block(pd.DataFrame(), "Commands run (runs.jsonl)")]
+    table = runinfo.commands_table(list(records))
+    blocks = []
+    for k, row in enumerate(table.to_dict("records"), start=1):
+        values = {
+            name: value
+            for name, value in row.items()
+            if not (isinstance(value, float) and pd.isna(value))
+        }
+        title = f"Command {k} (runs.jsonl): {values.get('command', '')}".rstrip(": ")
+        blocks.append(report.kv_table(values, title))
+    return blocks
 
 
 def _option_values(options: AnalysisOptions) -> dict[str, object]:
