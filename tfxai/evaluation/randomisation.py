@@ -1,0 +1,228 @@
+"""Model-parameter randomisation test [Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, "Sanity
+Checks for Saliency Maps"].
+
+The weights of the model are re-initialised cascading from the top (output) layer down; after each step
+the same attribution method is re-run on the randomised model and its map is compared with the map of
+the trained model by Spearman rank correlation and SSIM. A method that passes the sanity check gives
+maps that lose their similarity quickly (lower is better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from scipy.stats import rankdata
+
+from tfxai.attribution.base import Param
+from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
+from tfxai.evaluation.robustness import ssim
+
+__all__ = ["ModelRandomisation", "weighted_layers", "rebuild_attributer", "spearman_rows"]
+
+_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def weighted_layers(model: tf.keras.Model) -> list[str]:
+    """Names of the layers that carry a kernel (Dense, Conv*, DepthwiseConv, SeparableConv), in
+    graph order. Layers of nested sub-models are not searched."""
+    return [
+        layer.name for layer in model.layers
+        if any(getattr(layer, k, None) is not None for k in _KERNELS) and layer.weights
+    ]
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each pair of rows of (N, D) arrays (average ranks for ties);
+    NaN where a row is constant."""
+    ra = rankdata(a, axis=1)
+    rb = rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rebuild_attributer(attributer: Any, backbone: Any) -> Any:
+    """The same method with the same parameters on another backbone.
+
+    Uses ``attributer.rebuild(backbone)`` when the method provides it; a noise tunnel (an attributer
+    with an ``inner`` method) is rebuilt around the rebuilt inner method; a plain method is
+    ``type(attributer)(backbone, **attributer.params)``.
+    """
+    rebuild = getattr(attributer, "rebuild", None)
+    if callable(rebuild):
+        return rebuild(backbone)
+    inner = getattr(attributer, "inner", None)
+    try:
+        if inner is not None and hasattr(inner, "attribute"):
+            return type(attributer)(rebuild_attributer(inner, backbone), **attributer.params)
+        return type(attributer)(backbone, **attributer.params)
+    except Exception as exc:  # noqa: BLE001 - any constructor failure gets the same clear message
+        raise ValueError(
+            f"model_randomisation: cannot rebuild method {getattr(attributer, 'key', attributer)!r} "
+            f"on the randomised model ({type(exc).__name__}: {exc}); give the method a "
+            "rebuild(backbone) method"
+        ) from exc
+
+
+@dataclass
+class _Randomised:
+    """A randomised copy of a backbone, its attributer, and the fixed random weights per layer."""
+
+    backbone: Any
+    attributer: Any
+    layers: list[str]
+    random_weights: dict[str, list[np.ndarray]]
+    original_weights: dict[str, list[np.ndarray]]
+
+
+@register_metric
+class ModelRandomisation(Metric):
+    """Cascading model-parameter randomisation [Adebayo et al. 2018] (lower similarity is better).
+
+    * Layers: the ``steps`` top-most layers with a kernel (:func:`weighted_layers`: Dense and
+      convolutions, from the output down; batch-norm and other layers keep their weights). Step k
+      re-initialises layers 1..k (cascading).
+    * Re-initialisation (``init``): ``"layer"`` (default) draws every weight of the layer from its
+      own Keras initializer (``kernel_initializer``, ``bias_initializer``, ...) seeded with
+      ``seed``; ``"normal"`` draws N(0, s²) with s the standard deviation of the trained weight
+      (zeros stay zeros). The random weights are fixed per metric instance, so every batch sees the
+      same randomised models.
+    * The method is rebuilt with the same parameters on a clone of the model
+      (``tf.keras.models.clone_model``) and re-run on the same images, targets and seeds.
+    * Similarity, per step: ``spearman@<layer>``, the Spearman rank correlation, and
+      ``ssim@<layer>``, SSIM (11×11 window, K1 = 0.01, K2 = 0.03, data range 1), both between the
+      maps of the trained and randomised models, scaled to [0, 1] with ``scale="minmax"`` (the
+      method's default channel reduction and absolute value).
+
+    **Variants depend on the model**: the class attribute ``variants`` is a placeholder; each
+    instance sets ``self.variants`` to ``spearman@<layer>``, ``ssim@<layer>`` for its steps when
+    it first sees a backbone (:meth:`variants_for`). Write one row per key of
+    ``MetricOutput.values``.
+    """
+
+    name = "model_randomisation"
+    family = "randomisation"
+    direction = "lower"
+    summary = "Spearman/SSIM of maps of the trained vs top-down re-initialised model [Adebayo 2018]"
+    needs_model = True
+    needs_attributer = True
+    stochastic = True
+    variants = ("spearman@<layer>", "ssim@<layer>")
+    params_spec = {
+        "steps": Param(3, int, "number of layers re-initialised, cascading from the top",
+                       check=lambda v: v > 0, check_doc="must be > 0"),
+        "init": Param("layer", str, "re-initialisation: the layer's own initializer or a normal",
+                      choices=("layer", "normal")),
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._state: _Randomised | None = None
+        self._state_key: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ model surgery
+    def layers_for(self, backbone: Any) -> list[str]:
+        """The re-initialised layers, top first."""
+        names = weighted_layers(backbone.keras_model)[::-1]
+        if not names:
+            raise ValueError(f"model_randomisation: model {backbone.name!r} has no layer with a kernel")
+        return names[: self.params["steps"]]
+
+    def variants_for(self, backbone: Any) -> tuple[str, ...]:
+        """``spearman@<layer>`` then ``ssim@<layer>`` for each step, top layer first."""
+        layers = self.layers_for(backbone)
+        return tuple(f"spearman@{n}" for n in layers) + tuple(f"ssim@{n}" for n in layers)
+
+    def _random_weights(self, layer: tf.keras.layers.Layer, step: int) -> list[np.ndarray]:
+        base = int(self.params.get("seed", 0))
+        out = []
+        for j, w in enumerate(layer.weights):
+            value = w.numpy()
+            seed = int(np.random.default_rng([base, step, j]).integers(2**31 - 1))
+            if self.params["init"] == "normal":
+                std = float(value.std())
+                rng = np.random.default_rng(seed)
+                out.append((rng.standard_normal(value.shape) * std).astype(value.dtype))
+                continue
+            attr = w.name.split("/")[-1].split(":")[0]  # kernel, bias, depthwise_kernel, ...
+            init = getattr(layer, f"{attr}_initializer", None)
+            if init is None:
+                rng = np.random.default_rng(seed)
+                out.append((rng.standard_normal(value.shape) * float(value.std())).astype(value.dtype))
+                continue
+            cfg = init.get_config()
+            if "seed" in cfg:
+                cfg["seed"] = seed
+            fresh = type(init).from_config(cfg)
+            out.append(np.asarray(fresh(value.shape, dtype=w.dtype)).astype(value.dtype))
+        return out
+
+    def _prepare(self, backbone: Any, attributer: Any) -> _Randomised:
+        key = (id(backbone), id(attributer))
+        if self._state is not None and self._state_key == key:
+            return self._state
+        import tfxai
+
+        model = backbone.keras_model
+        layers = self.layers_for(backbone)
+        clone = tf.keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        new_bb = tfxai.load_model(
+            clone, preprocess=backbone.preprocess_fn, input_size=backbone.input_size,
+            last_conv_layer=backbone.last_conv_layer, output=backbone.output,
+            name=f"{backbone.name}_randomised",
+        )
+        new_att = rebuild_attributer(attributer, new_bb)
+        rand = {n: self._random_weights(model.get_layer(n), k) for k, n in enumerate(layers)}
+        orig = {n: model.get_layer(n).get_weights() for n in layers}
+        self._state = _Randomised(new_bb, new_att, layers, rand, orig)
+        self._state_key = key
+        self.variants = self.variants_for(backbone)
+        return self._state
+
+    @staticmethod
+    def _set_layer(state: _Randomised, name: str, weights: list[np.ndarray]) -> None:
+        state.backbone.keras_model.get_layer(name).set_weights(weights)
+        # a softmax output layer is cloned with a linear activation for the logits: update it too
+        for layer in state.backbone.logit_model.layers:
+            if layer.name == f"{name}_logits":
+                layer.set_weights(weights)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, backbone: Any, attributer: Any, *args: Any, **kwargs: Any) -> MetricOutput:
+        if backbone is not None:
+            self.variants = self.variants_for(backbone)
+        return super().evaluate(backbone, attributer, *args, **kwargs)
+
+    def _evaluate(self, ctx: EvalContext) -> MetricOutput:
+        state = self._prepare(ctx.backbone, ctx.attributer)
+        n_img = len(ctx)
+        ref = ctx.maps(scale="minmax").reshape(n_img, -1).astype(np.float64)
+        h, w = ctx.images.shape[1:3]
+        for name in state.layers:  # start every batch from the trained weights
+            self._set_layer(state, name, state.original_weights[name])
+        out = MetricOutput(values={}, notes={})
+        for name in state.layers:
+            self._set_layer(state, name, state.random_weights[name])
+            raw = state.attributer.attribute(ctx.images, ctx.targets, seeds=ctx.seeds)
+            new = state.attributer.to_map(raw, scale="minmax").reshape(n_img, -1).astype(np.float64)
+            finite = np.isfinite(new).all(axis=1)
+            rho = np.full(n_img, np.nan)
+            sim = np.full(n_img, np.nan)
+            if finite.any():
+                rho[finite] = spearman_rows(ref[finite], new[finite])
+                sim[finite] = ssim(ref[finite].reshape(-1, h, w), new[finite].reshape(-1, h, w), 1.0)
+            bad = "non-finite attribution on the randomised model"
+            out.values[f"spearman@{name}"] = rho
+            out.notes[f"spearman@{name}"] = [
+                bad if not f else ("constant map: rank correlation undefined" if np.isnan(r) else "")
+                for f, r in zip(finite, rho, strict=True)
+            ]
+            out.values[f"ssim@{name}"] = sim
+            out.notes[f"ssim@{name}"] = ["" if f else bad for f in finite]
+        return out
