@@ -99,7 +99,8 @@ def _config(kw: dict[str, Any], metrics: str | None = None):
         limit=kw["limit"], batch_size=kw["batch_size"], seed=kw["seed"],
         method_params=method_params, metric_params=metric_params,
         shard=parse_shard(kw["shard"]), progress=not kw["no_progress"],
-        model_options=model_options,
+        model_options=model_options, executor=kw["executor"], address=kw["address"],
+        num_workers=kw["num_workers"], worker_cpus=kw["cpus_per_worker"],
     )
 
 

@@ -82,7 +82,21 @@ def run_options(fn: Callable) -> Callable:
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--param", "params", multiple=True,
                      help="NAME.PARAM=VALUE for a method or metric, repeatable."),
-        click.option("--shard", default=None, help="Run only shard i/n of the images."),
+        click.option("--shard", default=None,
+                     help="Run only shard i/n of the images (deterministic by image id); "
+                     "combine the shard folders with `tfxai merge`."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: this process; ray: shards on Ray actors (pip install "
+                     "'tfxai[ray]'), merged into --out."),
+        click.option("--address", default=None,
+                     help="Ray cluster to join: auto or HOST:PORT (default: start a local "
+                     "cluster). Needs --executor ray."),
+        click.option("--num-workers", type=click.IntRange(min=1), default=None,
+                     help="Ray actors (default: one per CPU); also the size of a local "
+                     "cluster. Needs --executor ray."),
+        click.option("--cpus-per-worker", type=click.IntRange(min=1), default=1,
+                     show_default=True, help="CPUs (TensorFlow threads) per Ray actor."),
         click.option("--preprocess", default=None,
                      help="Custom models: preprocessing of a registered model (e.g. vgg16)."),
         click.option("--last-conv-layer", default=None,

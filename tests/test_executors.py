@@ -1,0 +1,204 @@
+"""Executors and sharding: Ray vs local, a Ray worker that dies, --shard + merge, no retracing.
+
+The Ray tests start one local 2-CPU cluster for the module and are skipped when Ray is absent
+(``pip install '.[ray]'``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import write_voc
+from tfxai.cli.main import main
+
+from tfxai.results import PREDICTION_KEY, SCORE_KEY, AttributionStore, merge_results
+from tfxai.run import RunConfig, _run_local, _Session, run_attribute, run_evaluate
+
+METHODS = ["gradcam", "saliency+smoothgrad"]
+METRICS = ["iou", "box_iou"]
+N_IMAGES = 12
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Twelve 32×32 PNGs with one VOC box each."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("exec_images")
+    rng = np.random.default_rng(3)
+    for i in range(N_IMAGES):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            folder / f"im{i:02d}.png")
+        x0, y0 = (int(v) for v in rng.integers(1, 16, 2))
+        write_voc(folder / f"im{i:02d}.xml", 32, 32, [("n01440764", x0, y0, x0 + 12, y0 + 14)])
+    return folder
+
+
+def _cfg(model: Path, images: Path, out: Path, **kw) -> RunConfig:
+    base = dict(models=[str(model)], methods=METHODS, metrics=METRICS, images=images,
+                annotations=images, out=out, batch_size=4, seed=7, progress=False,
+                method_params={"saliency+smoothgrad": {"n": 3}})
+    return RunConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def local_run(tiny_cnn_file, images, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "r"
+    summary = run_evaluate(_cfg(tiny_cnn_file, images, out))
+    assert not summary.interrupted and summary.errors == 0
+    return out
+
+
+def _score_table(folder: Path) -> dict[tuple[str, ...], float]:
+    rows = _rows(folder / "scores.csv")
+    table = {tuple(r[c] for c in (*SCORE_KEY, "variant")): float(r["value"]) for r in rows}
+    assert len(table) == len(rows), "duplicate score rows"
+    return table
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Same score keys with equal values, same predictions, same attributions (no duplicates)."""
+    sa, sb = _score_table(a), _score_table(b)
+    assert sa.keys() == sb.keys()
+    assert len(sa) == N_IMAGES * len(METHODS) * 3  # iou + box_iou ("", "hit")
+    for key, va in sa.items():
+        vb = sb[key]
+        assert (math.isnan(va) and math.isnan(vb)) or va == pytest.approx(vb, rel=1e-5,
+                                                                           abs=1e-6), key
+    pa = {tuple(r[c] for c in PREDICTION_KEY): r["predicted"] for r in _rows(a / "predictions.csv")}
+    pb = [r for r in _rows(b / "predictions.csv")]
+    assert len(pb) == N_IMAGES and pa == {tuple(r[c] for c in PREDICTION_KEY): r["predicted"]
+                                          for r in pb}
+    ia, ib = AttributionStore(a / "attributions"), AttributionStore(b / "attributions")
+    ka, kb = ia.index(), ib.index()
+    assert ka.keys() == kb.keys() and len(ka) == N_IMAGES * len(METHODS)
+    for method in {k[2] for k in ka}:
+        keys = sorted(k for k in ka if k[2] == method)
+        assert all(ka[k].target == kb[k].target for k in keys)
+        xa = ia.load_many([ka[k] for k in keys])
+        xb = ib.load_many([kb[k] for k in keys])
+        np.testing.assert_allclose(xa, xb, rtol=1e-4, atol=1e-6, err_msg=method)
+
+
+# --------------------------------------------------------------------------------------- no Ray
+
+
+def test_shard_then_merge_equals_unsharded(tiny_cnn_file, images, local_run, tmp_path):
+    runner = CliRunner()
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"s{i}"
+        args = ["evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
+                "--metric", ",".join(METRICS), "--images", str(images), "--annotations",
+                str(images), "--out", str(out), "--batch-size", "4", "--seed", "7",
+                "--param", "saliency+smoothgrad.n=3", "--shard", f"{i}/2", "--no-progress"]
+        res = runner.invoke(main, args)
+        assert res.exit_code == 0, res.output
+        parts.append(out)
+    n0, n1 = (len(_rows(p / "predictions.csv")) for p in parts)
+    assert n0 + n1 == N_IMAGES and n0 > 0 and n1 > 0
+    merged = tmp_path / "merged"
+    res = runner.invoke(main, ["merge", *map(str, parts), "--out", str(merged)])
+    assert res.exit_code == 0, res.output
+    assert_same_results(local_run, merged)
+    # merging again (or merging the unsharded run in) adds nothing
+    again = merge_results([*parts, local_run], merged)
+    assert sum(again.rows.values()) == 0 and again.attributions == 0
+    assert_same_results(local_run, merged)
+    assert len((merged / "runs.jsonl").read_text().splitlines()) == 3  # 2 shards + local
+
+
+def test_merge_usage_errors(tmp_path):
+    res = CliRunner().invoke(main, ["merge", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is not a results folder" in res.output
+    (tmp_path / "o").mkdir()
+    res = CliRunner().invoke(main, ["merge", str(tmp_path / "o"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is the destination itself" in res.output
+
+
+def test_compiled_functions_are_traced_once(tiny_cnn_file, images, tmp_path):
+    """Batches of varying size (5, 5, 2) reuse the attributers' and the model's tf.functions."""
+    cfg = RunConfig(models=[str(tiny_cnn_file)], methods=["gradcam", "saliency"], images=images,
+                    out=tmp_path / "r", batch_size=5, progress=False)
+    session = _Session(cfg)
+    summary = _run_local(cfg, "attribute", session=session)
+    assert summary.computed == 2 * N_IMAGES
+    bb = session.backbone(str(tiny_cnn_file))
+    atts = session.attributers(bb)
+    for name, att in atts.items():
+        assert att._fn.experimental_get_tracing_count() == 1, name
+    assert bb._compiled_logits().experimental_get_tracing_count() == 1
+    # a second run in the same session (e.g. the next shard of a Ray actor): still one trace
+    cfg2 = RunConfig(**{**cfg.__dict__, "out": tmp_path / "r2", "batch_size": 3})
+    _run_local(cfg2, "attribute", session=session)
+    assert all(a._fn.experimental_get_tracing_count() == 1 for a in atts.values())
+    direct = atts["gradcam"].attribute(np.zeros((1, 32, 32, 3), np.float32), [0])
+    assert direct.shape == (1, 32, 32)
+    assert atts["gradcam"]._fn.experimental_get_tracing_count() == 1
+
+
+def test_ray_options_need_ray_executor(tiny_cnn_file, images, tmp_path):
+    from tfxai.run import ConfigError
+
+    with pytest.raises(ConfigError, match="need --executor ray"):
+        run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", num_workers=2))
+
+
+# --------------------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+    fault_dir = tmp_path_factory.mktemp("faults")
+    old = os.environ.get("TFXAI_TEST_FAULT_DIR")
+    os.environ["TFXAI_TEST_FAULT_DIR"] = str(fault_dir)  # inherited by the workers
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield fault_dir
+    finally:
+        ray.shutdown()
+        if old is None:
+            os.environ.pop("TFXAI_TEST_FAULT_DIR", None)
+        else:
+            os.environ["TFXAI_TEST_FAULT_DIR"] = old
+
+
+def test_ray_equals_local(ray_cluster, tiny_cnn_file, images, local_run, tmp_path):
+    out = tmp_path / "ray"
+    summary = run_evaluate(_cfg(tiny_cnn_file, images, out, executor="ray", num_workers=2))
+    assert not summary.interrupted and summary.errors == 0
+    assert summary.rows == N_IMAGES * len(METHODS) * 3
+    assert_same_results(local_run, out)
+    assert not (out / ".shards").exists()
+    # re-running is a no-op: everything is found in the results folder
+    again = run_evaluate(_cfg(tiny_cnn_file, images, out, executor="ray", num_workers=2))
+    assert again.rows == 0 and again.computed == 0
+    assert_same_results(local_run, out)
+
+
+def test_ray_worker_death_reruns_its_shard(ray_cluster, tiny_cnn_file, images, local_run,
+                                           tmp_path):
+    armed = ray_cluster / "kill-shard-1"
+    armed.write_text("exit after the first batch of shard 1")
+    out = tmp_path / "ray"
+    summary = run_evaluate(_cfg(tiny_cnn_file, images, out, executor="ray", num_workers=2,
+                                batch_size=1))
+    assert (ray_cluster / "kill-shard-1.fired").exists(), "the worker was not killed"
+    assert not armed.exists()
+    assert not summary.interrupted and summary.errors == 0
+    assert_same_results(local_run, out)

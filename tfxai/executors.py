@@ -1,0 +1,345 @@
+"""The ``ray`` executor: shards of the image list run on Ray actors, merged into one folder.
+
+``run_attribute``/``run_evaluate`` (:mod:`tfxai.run`) dispatch here with ``executor="ray"``:
+
+1. the driver lists the images (``--shard``/``--limit`` applied) and splits them round-robin
+   into ``SHARDS_PER_WORKER × workers`` deterministic shards (the list is sorted by image id);
+2. each Ray actor loads the models once (with its attributers and their compiled functions) and
+   runs the normal local pipeline (:func:`tfxai.run._run_local`) on one shard at a time, into
+   its own folder ``<out>/.shards/<run>/shard-<j>`` that resumes from ``<out>`` itself (what is
+   already there is skipped);
+3. when a shard is done the driver merges its folder into ``<out>``
+   (:func:`tfxai.results.merge_results`: attribution parts copied under a temporary name and
+   renamed, CSV rows deduplicated by key and appended with the crash-safe append) and deletes it.
+
+Randomness is derived per image (``Sample.seed_key``), so a Ray run gives the same values as a
+local one with the same seed. A worker that dies (killed, out of memory) is restarted by Ray
+(``max_restarts``) and its shard re-run (``max_task_retries``; then our own retries on a new
+actor): the re-run resumes from the shard folder. Shard folders left by a killed driver are
+merged at the start of the next run. Metrics that need a dataset pass get statistics combined
+over all shards before scoring.
+
+Workers read the images and write ``<out>`` by path: on a multi-machine cluster both must be on
+a shared filesystem (see docs/scaling.md).
+
+``TFXAI_TEST_FAULT_DIR`` is a test hook: a worker finding ``<dir>/kill-shard-<j>`` renames it
+(so it fires once) and exits hard after writing the first batch of shard ``j``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tfxai.data.dataset import Sample
+from tfxai.results import ResultsDir, merge_results
+from tfxai.run import (
+    ConfigError,
+    RunConfig,
+    RunSummary,
+    _build_metrics,
+    _load_samples,
+    _run_local,
+    _Session,
+    _sigint_guard,
+)
+
+__all__ = ["run_ray", "partition", "SHARD_DIR", "SHARDS_PER_WORKER", "MAX_RETRIES"]
+
+SHARD_DIR = ".shards"
+SHARDS_PER_WORKER = 4
+MAX_RETRIES = 3
+FAULT_ENV = "TFXAI_TEST_FAULT_DIR"
+
+
+def partition(samples: list[Sample], count: int) -> list[list[Sample]]:
+    """``count`` round-robin shards of ``samples`` (empty shards dropped)."""
+    return [part for part in (samples[j::count] for j in range(count)) if part]
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "--executor ray needs Ray, an optional extra: pip install 'tfxai[ray]' "
+            f"(import failed: {exc})") from exc
+    return ray
+
+
+# --------------------------------------------------------------------------------------- worker
+
+
+def _limit_threads(cpus: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
+    except RuntimeError:  # TensorFlow already initialised in this process
+        pass
+
+
+def _fault_hook(shard: int):
+    folder = os.environ.get(FAULT_ENV)
+    if not folder:
+        return None
+    armed = Path(folder) / f"kill-shard-{shard}"
+
+    def hook(model: str, batch: int) -> None:
+        if not armed.exists():
+            return
+        try:
+            os.replace(armed, armed.with_name(armed.name + ".fired"))  # atomic: fires once
+        except OSError:
+            return
+        os._exit(17)
+
+    return hook
+
+
+class ShardWorker:
+    """A Ray actor: the models of the run loaded once, running shards with the local pipeline."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        _limit_threads(cfg.worker_cpus)
+        self.cfg = dataclasses.replace(cfg, progress=False, executor="local", address=None,
+                                       num_workers=None)
+        self.session = _Session(self.cfg)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _folder(self, shard_dir: str, dest: str) -> ResultsDir:
+        return ResultsDir(shard_dir, resume_from=[dest])
+
+    def dataset_stats(self, shard: int, samples: list[Sample], command: str, shard_dir: str,
+                      dest: str) -> dict[tuple[str, str, str], list[Any]]:
+        """Per-batch statistics of the dataset-pass metrics over this shard."""
+        from tfxai.run import _dataset_pass, _sigint_guard
+
+        rd = self._folder(shard_dir, dest)
+        rd.ensure_writable()
+        summary = RunSummary()
+        out: dict[tuple[str, str, str], list[Any]] = {}
+        with _sigint_guard() as stop:
+            for model in self.cfg.models:
+                bb = self.session.backbone(model)
+                atts = self.session.attributers(bb)
+                metrics = {m: self.session.metrics(bb, m) for m in atts}
+                out.update(_dataset_pass(self.cfg, bb, atts, metrics, samples, rd, summary, stop,
+                                         log=False, combine=False))
+        return out
+
+    def run_shard(self, shard: int, samples: list[Sample], command: str, shard_dir: str,
+                  dest: str, stats: dict[tuple[str, str, str], Any] | None) -> dict[str, Any]:
+        summary = _run_local(self.cfg, command, samples, self._folder(shard_dir, dest),
+                             self.session, log=False, on_batch=_fault_hook(shard),
+                             dataset_stats=stats)
+        return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
+
+
+# --------------------------------------------------------------------------------------- driver
+
+
+def _init_ray(ray: Any, cfg: RunConfig) -> bool:
+    """Connect to (``address``) or start a local Ray cluster; True when we started it."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": False}
+    try:
+        if cfg.address:
+            ray.init(address=cfg.address, **kwargs)
+        else:
+            ncpu = (cfg.num_workers * cfg.worker_cpus) if cfg.num_workers else os.cpu_count()
+            ray.init(num_cpus=ncpu, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = cfg.address or "a local cluster"
+        raise ConfigError(f"--executor ray: cannot start or reach Ray at {where}: {exc}") from exc
+    return True
+
+
+def _merge_leftovers(rd: ResultsDir) -> int:
+    """Merge shard folders left by an interrupted run; returns how many were merged."""
+    root = rd.root / SHARD_DIR
+    if not root.is_dir():
+        return 0
+    folders = sorted(p for p in root.glob("*/shard-*") if p.is_dir())
+    for folder in folders:
+        merge_results([folder], rd.root)
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    return len(folders)
+
+
+def _unwrap(ray: Any, exc: BaseException) -> BaseException:
+    """The user-facing error inside a Ray task error (config, data, model, results errors)."""
+    from tfxai.data.dataset import DatasetError
+    from tfxai.models import ModelLoadError
+    from tfxai.results import ResultsWriteError
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, (ConfigError, DatasetError, ModelLoadError, ResultsWriteError)):
+        return cause
+    return exc
+
+
+class _Pool:
+    """Actors running shards; a shard whose actor died for good is retried on a new actor."""
+
+    def __init__(self, ray: Any, cfg: RunConfig, workers: int) -> None:
+        self.ray = ray
+        self.cfg = cfg
+        self.remote = ray.remote(num_cpus=cfg.worker_cpus, max_restarts=MAX_RETRIES,
+                                 max_task_retries=MAX_RETRIES)(ShardWorker)
+        self.actors = [self.remote.remote(cfg) for _ in range(workers)]
+
+    def map(self, method: str, shards: list[list[Sample]], args, on_done, stop) -> bool:
+        """Run ``actor.<method>(j, shards[j], *args(j))`` over all shards; True if interrupted.
+
+        ``on_done(j, result)`` is called in the driver as each shard completes.
+        """
+        ray = self.ray
+        queue = collections.deque(range(len(shards)))
+        attempts = collections.Counter()
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (actor index, shard)
+
+        def submit(a: int) -> None:
+            j = queue.popleft()
+            attempts[j] += 1
+            ref = getattr(self.actors[a], method).remote(j, shards[j], *args(j))
+            pending[ref] = (a, j)
+
+        for a in range(len(self.actors)):
+            if queue:
+                submit(a)
+        while pending:
+            if stop.requested:
+                self._cancel(pending)
+                return True
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in ready:
+                a, j = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    if attempts[j] > MAX_RETRIES:
+                        raise RuntimeError(
+                            f"ray: shard {j} failed {attempts[j]} times (its worker died); "
+                            f"last error: {exc}") from exc
+                    self.actors[a] = self.remote.remote(self.cfg)  # replace the dead actor
+                    queue.appendleft(j)
+                    submit(a)
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    self._cancel(pending)
+                    raise _unwrap(ray, exc) from None
+                on_done(j, result)
+                if queue and not stop.requested:
+                    submit(a)
+        return False
+
+    def _cancel(self, pending: dict[Any, tuple[int, int]]) -> None:
+        for ref in pending:
+            try:
+                self.ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        deadline = time.time() + 60
+        refs = list(pending)
+        while refs and time.time() < deadline:
+            done, refs = self.ray.wait(refs, num_returns=len(refs), timeout=1.0)
+        pending.clear()
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _combine_stats(cfg: RunConfig, lists: dict[tuple[str, str, str], list[Any]]
+                   ) -> dict[tuple[str, str, str], Any]:
+    out = {}
+    for (model, method, metric_name), stats in lists.items():
+        metric = _build_metrics(dataclasses.replace(cfg, metrics=[metric_name]), method)[
+            metric_name]
+        out[(model, method, metric_name)] = metric.combine_statistics(stats)
+    return out
+
+
+def _needs_dataset_pass(cfg: RunConfig, command: str) -> bool:
+    if command != "evaluate":
+        return False
+    return any(m.needs_dataset_pass for m in _build_metrics(cfg, "").values())
+
+
+def run_ray(cfg: RunConfig, command: str) -> RunSummary:
+    """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring)."""
+    ray = _import_ray()
+    rd = ResultsDir(cfg.out)
+    samples = _load_samples(cfg)
+    rd.ensure_writable()
+    rd.log_run(cfg.record(command))
+    summary = RunSummary(images=len(samples), out=rd.root)
+    leftovers = _merge_leftovers(rd)
+    if leftovers:
+        summary.notes.append(f"merged {leftovers} shard folder(s) left by an interrupted run")
+    started = _init_ray(ray, cfg)
+    pool = None
+    run_dir = rd.root / SHARD_DIR / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-" \
+                                    f"{uuid.uuid4().hex[:6]}"
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(cfg.num_workers or cpus, cpus // cfg.worker_cpus))
+        shards = partition(samples, max(1, min(len(samples), workers * SHARDS_PER_WORKER)))
+        if not shards:
+            return summary
+        pool = _Pool(ray, cfg, min(workers, len(shards)))
+        folder = lambda j: str(run_dir / f"shard-{j:04d}")  # noqa: E731
+        dest = str(rd.root)
+        with _sigint_guard() as stop:
+            stats = None
+            if _needs_dataset_pass(cfg, command):
+                lists: dict[tuple[str, str, str], list[Any]] = collections.defaultdict(list)
+
+                def collect(j: int, res: dict[tuple[str, str, str], list[Any]]) -> None:
+                    for key, value in res.items():
+                        lists[key].extend(value)
+
+                summary.interrupted = pool.map("dataset_stats", shards,
+                                               lambda j: (command, folder(j), dest), collect, stop)
+                if not summary.interrupted:
+                    stats = _combine_stats(cfg, lists)
+                    for (model, method, metric), value in stats.items():
+                        rd.log_run({"command": "evaluate.dataset_pass", "model": model,
+                                    "method": method, "metric": metric, "statistic": value,
+                                    "executor": "ray"})
+
+            def done(j: int, res: dict[str, Any]) -> None:
+                merge_results([folder(j)], rd.root)
+                shutil.rmtree(folder(j), ignore_errors=True)
+                for name in ("computed", "skipped", "rows", "errors"):
+                    setattr(summary, name, getattr(summary, name) + res[name])
+                summary.notes.extend(n for n in res["notes"] if n not in summary.notes)
+
+            if not summary.interrupted:
+                summary.interrupted = pool.map("run_shard", shards,
+                                               lambda j: (command, folder(j), dest, stats), done,
+                                               stop)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if started:
+            ray.shutdown()
+    # shards merged as they completed; what interrupted (or failed) shards wrote is kept too
+    _merge_leftovers(rd)
+    return summary
