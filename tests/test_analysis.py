@@ -159,6 +159,7 @@ def test_band_uses_top1_confidence_from_predictions(tmp_path):
     folder = write_results(tmp_path / "r", rows, predictions)
     result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
     assert result.tables["summary_by_band"]["band"].tolist() == ["high"]
+    assert result.tables["model_info"]["high_share"].tolist() == [1.0]
 
 
 def test_summary_by_band_option_and_variant_kept(tmp_path):
@@ -391,6 +392,7 @@ def test_accuracy_from_predictions_and_models_csv(tmp_path):
     result = analyse([folder], tmp_path / "o", AnalysisOptions(plots=False, report=False))
     info = result.tables["model_info"].iloc[0]
     assert info["accuracy"] == pytest.approx(0.75) and info["accuracy_source"] == "predictions.csv"
+    assert info["mean_confidence"] == pytest.approx(0.5) and info["high_share"] == 0.0
     pd.DataFrame({"model": ["m"], "accuracy": [0.6], "macro_f1": [0.5]}).to_csv(
         folder / "models.csv", index=False
     )

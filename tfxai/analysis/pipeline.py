@@ -67,6 +67,7 @@ def prepare(results: Results, options: AnalysisOptions) -> tuple[pd.DataFrame, p
         options.architecture,
         extra_frames=(scores,),
     )
+    models = summary.add_confidence_columns(models, predictions, options.high_confidence)
     scores = summary.add_band(scores, predictions, options.high_confidence)
     scores["architecture"] = scores["model_id"].map(
         dict(zip(models["model_id"], models["architecture"], strict=True))
@@ -107,7 +108,7 @@ def _notes(
     notes = []
     if results.scores.empty:
         notes.append(
-            "No score rows (scores.csv missing or empty): only predictions are summarised."
+            "No score rows (scores.csv missing or empty): only the model table is written."
         )
     for metric, variant in scores[["metric", "variant"]].drop_duplicates().itertuples(index=False):
         direction = metric_direction(metric, variant, scores)
@@ -122,7 +123,7 @@ def _notes(
         )
     if options.gallery and not results.store_paths:
         notes.append(
-            "Gallery requested but no attribution store (*.h5) was found in the results folders."
+            "Gallery requested but no attribution store (attributions/ or *.h5) was found."
         )
     return list(dict.fromkeys(notes))
 

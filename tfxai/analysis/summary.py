@@ -86,6 +86,26 @@ def add_band(
     return out
 
 
+def add_confidence_columns(
+    models: pd.DataFrame, predictions: pd.DataFrame, threshold: float = DEFAULT_HIGH_CONFIDENCE
+) -> pd.DataFrame:
+    """Add ``mean_confidence`` and ``high_share`` (share of images with top-1 p > threshold) per model.
+
+    ``predictions`` needs ``model_id`` and ``confidence`` columns; models without predictions get NaN.
+    """
+    out = models.copy()
+    if predictions is None or predictions.empty or "model_id" not in predictions.columns:
+        out["mean_confidence"], out["high_share"] = np.nan, np.nan
+        return out
+    data = predictions.dropna(subset=["confidence"])
+    grouped = data.groupby("model_id")["confidence"]
+    out["mean_confidence"] = out["model_id"].map(grouped.mean()).astype(float)
+    out["high_share"] = (
+        out["model_id"].map(grouped.apply(lambda c: float((c > threshold).mean()))).astype(float)
+    )
+    return out
+
+
 def describe(values: pd.Series) -> dict[str, float]:
     """Mean, sample std (ddof=1), count of defined values and NaN count of ``values``."""
     data = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
