@@ -369,6 +369,21 @@ def test_roar_summary_mean_std_and_delta():
     assert table.loc["ig", "delta_vs_random"] == pytest.approx(-0.25)
 
 
+def test_mean_curves_from_curves_csv(tmp_path):
+    folder = write_results(tmp_path / "r", [score_row("a", "m", "ig", "deletion", 0.5)])
+    points = [("a", 0.0, 1.0), ("b", 0.0, 0.8), ("a", 0.5, 0.4), ("b", 0.5, 0.2)]
+    pd.DataFrame([{"image_id": i, "model": "m", "weights": "imagenet", "method": "ig", "method_params": "{}",
+                   "metric": "deletion", "metric_params": "{}", "variant": "", "x": x, "y": y}
+                  for i, x, y in points]).to_csv(folder / "curves.csv", index=False)  # fmt: skip
+    table = analyse([folder], tmp_path / "o", AnalysisOptions(report=False)).tables[
+        "curves_summary"
+    ]
+    assert table["x"].tolist() == [0.0, 0.5]
+    assert table["mean"].tolist() == [pytest.approx(0.9), pytest.approx(0.3)]
+    assert table["count"].tolist() == [2, 2] and set(table["model_id"]) == {"m"}
+    assert (tmp_path / "o" / "plots" / "curves_deletion.png").is_file()
+
+
 # ---------------------------------------------------------------- loading, accuracy sources
 
 

@@ -4,7 +4,7 @@ A results folder is what ``tfxai attribute`` / ``tfxai evaluate`` write (see DES
 
 - ``scores.csv``: one row per image × model × method × metric × variant;
 - ``predictions.csv``: one row per image × model;
-- optionally ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...),
+- optionally ``curves.csv`` (points of curve metrics), ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...),
   ``runs.jsonl`` (one JSON line per command run: its parameters and versions) and an attribution store
   (the ``attributions/`` folder of :class:`tfxai.results.AttributionStore`, or a single ``*.h5`` file).
 
@@ -26,6 +26,7 @@ SCORES_FILE = "scores.csv"
 PREDICTIONS_FILE = "predictions.csv"
 ROAR_FILE = "roar.csv"
 MODELS_FILE = "models.csv"
+CURVES_FILE = "curves.csv"
 STORE_DIR = "attributions"
 RUNS_FILE = "runs.jsonl"
 
@@ -33,6 +34,8 @@ RUNS_FILE = "runs.jsonl"
 SCORES_REQUIRED = ("model", "method", "metric", "value")
 #: Columns every analysis needs in ``predictions.csv``.
 PREDICTIONS_REQUIRED = ("image_id", "model")
+#: Columns ``curves.csv`` must have.
+CURVES_REQUIRED = ("model", "method", "metric", "x", "y")
 #: Columns ``roar.csv`` must have.
 ROAR_REQUIRED = ("method", "fraction", "seed", "accuracy")
 
@@ -63,6 +66,7 @@ class Results:
         scores: the concatenated ``scores.csv`` rows (empty frame when no folder had one).
         predictions: the concatenated ``predictions.csv`` rows (empty frame when none).
         roar: the concatenated ``roar.csv`` rows, or ``None``.
+        curves: the concatenated ``curves.csv`` rows (curve metrics), or ``None``.
         models: the concatenated ``models.csv`` rows, or ``None``.
         dirs: the folders read, in the order given.
         store_paths: attribution stores (``attributions/`` folders, ``*.h5`` files) in those folders.
@@ -72,6 +76,7 @@ class Results:
     scores: pd.DataFrame
     predictions: pd.DataFrame
     roar: pd.DataFrame | None = None
+    curves: pd.DataFrame | None = None
     models: pd.DataFrame | None = None
     dirs: list[Path] = field(default_factory=list)
     store_paths: list[Path] = field(default_factory=list)
@@ -144,7 +149,7 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
     """
     if not dirs:
         raise ResultsError("no results folder given")
-    scores, predictions, roars, models = [], [], [], []
+    scores, predictions, roars, models, curves = [], [], [], [], []
     paths: list[Path] = []
     stores: list[Path] = []
     runs: list[dict[str, object]] = []
@@ -158,6 +163,7 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
             (PREDICTIONS_FILE, PREDICTIONS_REQUIRED, predictions),
             (ROAR_FILE, ROAR_REQUIRED, roars),
             (MODELS_FILE, ("model",), models),
+            (CURVES_FILE, CURVES_REQUIRED, curves),
         ):
             path = folder / name
             if path.is_file():
@@ -179,6 +185,7 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
         predictions=normalise_predictions(_concat(predictions, PREDICTIONS_REQUIRED)),
         roar=_concat(roars, ROAR_REQUIRED) if roars else None,
         models=_concat(models, ("model",)) if models else None,
+        curves=_concat(curves, CURVES_REQUIRED) if curves else None,
         dirs=paths,
         store_paths=stores,
         runs=runs,

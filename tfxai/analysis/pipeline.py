@@ -10,7 +10,7 @@
 - ``cost.csv`` (seconds per attribution per method × model) and ``cost_by_metric.csv``;
 - ``model_info.csv``: model ids, architectures, accuracies and where they came from;
 - ``reliability.csv``: the reliability test (see :mod:`tfxai.analysis.reliability`);
-- ``roar_summary.csv`` when a ``roar.csv`` was found;
+- ``roar_summary.csv`` when a ``roar.csv`` was found, ``curves_summary.csv`` when a ``curves.csv`` was;
 - ``plots/*.png`` and ``report.html``.
 """
 
@@ -22,7 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import augmentation, cost, gallery, plots, reliability, report, roar, runinfo, summary
+from . import (
+    augmentation,
+    cost,
+    curves,
+    gallery,
+    plots,
+    reliability,
+    report,
+    roar,
+    runinfo,
+    summary,
+)
 from .directions import metric_direction
 from .loading import Results, load_results
 from .modelinfo import add_model_id, model_id_map, model_table
@@ -54,9 +65,14 @@ class Analysis:
     notes: list[str]
 
 
+def _model_ids(results: Results) -> dict[tuple[str, str], str]:
+    """(model, weights) → model_id over every table that names models."""
+    return model_id_map(results.scores, results.predictions, results.curves)
+
+
 def prepare(results: Results, options: AnalysisOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores with ``model_id``, ``band`` and ``architecture`` columns, and the model table."""
-    ids = model_id_map(results.scores, results.predictions)
+    ids = _model_ids(results)
     scores = add_model_id(results.scores, ids)
     predictions = add_model_id(results.predictions, ids)
     models = model_table(
@@ -97,6 +113,10 @@ def compute_tables(
         tables["ssim_augmentation_variants"] = augmentation.ssim_per_augmentation(scores)
     if results.roar is not None:
         tables["roar_summary"] = roar.roar_summary(results.roar)
+    if results.curves is not None:
+        tables["curves_summary"] = curves.mean_curves(
+            add_model_id(results.curves, _model_ids(results))
+        )
     tables["_scores"] = scores
     return tables, _notes(results, scores, models, options)
 
@@ -147,12 +167,8 @@ def draw_plots(
     """Draw every plot into ``out/plots``; return (path, caption) lists keyed by report section."""
     scores, models = tables["_scores"], tables["model_info"]
     folder = out / "plots"
-    drawn: dict[str, list[tuple[Path, str]]] = {
-        "bars": [],
-        "accuracy": [],
-        "roar": [],
-        "gallery": [],
-    }
+    sections = ("bars", "accuracy", "curves", "roar", "gallery")
+    drawn: dict[str, list[tuple[Path, str]]] = {name: [] for name in sections}
     per_model = summary.summarise(scores, ["model_id", "method"])
     for metric in sorted(per_model["metric"].unique()):
         direction = _directions(scores, metric)
@@ -174,6 +190,12 @@ def draw_plots(
             figure = plots.accuracy_lines(panels, known, metric, _directions(scores, metric))
             path = plots.save(figure, folder / f"accuracy_{plots.slug(metric)}.png")
             drawn["accuracy"].append((path, f"{metric}: mean per method vs model accuracy"))
+    mean_curves = tables.get("curves_summary")
+    for metric in [] if mean_curves is None else sorted(mean_curves["metric"].unique()):
+        path = plots.save(
+            plots.curves_plot(mean_curves, metric), folder / f"curves_{plots.slug(metric)}.png"
+        )
+        drawn["curves"].append((path, f"{metric}: mean curve per method (± sample std)"))
     if "roar_summary" in tables and not tables["roar_summary"].empty:
         drawn["roar"].append(
             (plots.save(plots.roar_plot(tables["roar_summary"]), folder / "roar.png"), "ROAR")
@@ -241,6 +263,8 @@ def build_report(
     sections.append(report.Section("Cost", [
         report.table_block(tables["cost"], "Seconds per attribution (method × model)"),
     ]))  # fmt: skip
+    if drawn.get("curves"):
+        sections.append(report.Section("Curves", [report.figures_block(drawn["curves"])]))
     if "roar_summary" in tables:
         sections.append(report.Section("ROAR", [
             report.figures_block(drawn.get("roar", [])),

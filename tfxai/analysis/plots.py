@@ -147,6 +147,39 @@ def accuracy_lines(
     return figure
 
 
+def curves_plot(curves: pd.DataFrame, metric: str) -> Figure:
+    """Mean curve of ``metric`` per method (± sample std band), one panel per (model, variant)."""
+    rows = curves[curves["metric"] == metric]
+    panels = sorted(
+        {(m, v) for m, v in zip(rows["model_id"], rows["variant"], strict=True)},
+        key=lambda mv: (natural_key(mv[0]), mv[1]),
+    )
+    n_rows, n_cols = _grid(len(panels))
+    figure = new_figure(5.0 * n_cols, 3.6 * n_rows)
+    methods = sorted(rows["method"].unique())
+    for k, (model, variant) in enumerate(panels):
+        axes = figure.add_subplot(n_rows, n_cols, k + 1)
+        panel = rows[(rows["model_id"] == model) & (rows["variant"] == variant)]
+        for j, method in enumerate(methods):
+            part = panel[panel["method"] == method].sort_values("x")
+            if part.empty:
+                continue
+            x = part["x"].to_numpy(dtype=float)
+            mean = part["mean"].to_numpy(dtype=float)
+            std = np.nan_to_num(part["std_sample"].to_numpy(dtype=float))
+            colour = _COLORS[j % len(_COLORS)]
+            axes.plot(x, mean, marker=".", label=str(method), color=colour)
+            axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.12)
+        axes.set_title(f"{metric} {variant} ({model})".replace("  ", " "), fontsize=9)
+        axes.set_xlabel("x (curves.csv)", fontsize=8)
+        axes.set_ylabel("mean y ± std", fontsize=8)
+        axes.grid(alpha=0.3)
+        if k == 0:
+            axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def roar_plot(summary: pd.DataFrame) -> Figure:
     """ROAR: accuracy vs fraction removed, mean ± sample std over seeds; ``random`` dashed black."""
     figure = new_figure(6.0, 4.0)
