@@ -330,6 +330,8 @@ MAP_SCALE = ("max", "minmax", "none")
 
 
 def _reduce_channels(raw: np.ndarray, reduce: str) -> np.ndarray:
+    if reduce not in MAP_REDUCE:
+        raise ValueError(f"reduce must be one of {MAP_REDUCE}, got {reduce!r}")
     if raw.ndim == 3:
         return raw.astype(np.float32, copy=True)
     if raw.ndim != 4:
