@@ -24,7 +24,7 @@ def small_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model
     x = L.Conv2D(6, 3, padding="same", activation="relu")(x)
     x = L.MaxPooling2D()(x)
     x = L.Conv2D(8, 3, padding="same")(x)
-    x = L.Activation("relu")(x)
+    x = L.Activation("relu", name="conv2_relu")(x)  # innvestigate names its split layers
     x = L.AveragePooling2D()(x)
     x = L.Flatten()(x)
     x = L.Dense(16, activation="relu")(x)
@@ -76,7 +76,12 @@ def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
 
 
 def backbone(model: tf.keras.Model, output: str = "logits") -> tfxai.Backbone:
-    return tfxai.load_model(model, output=output)
+    """Wrap a tiny model (identity preprocessing: it takes 0..255 input). Models without a
+    4-D layer name their input layer as the Grad-CAM layer."""
+    try:
+        return tfxai.load_model(model, output=output)
+    except ValueError:
+        return tfxai.load_model(model, output=output, last_conv_layer=model.layers[0].name)
 
 
 def images(n: int = 3, size: int = 16, seed: int = 0) -> np.ndarray:
