@@ -147,6 +147,13 @@ def accuracy_lines(
     return figure
 
 
+_CURVE_X = {
+    "deletion": "pixels removed (%)",
+    "insertion": "pixels inserted (%)",
+    "road": "pixels removed and imputed (%)",
+}
+
+
 def curves_plot(curves: pd.DataFrame, metric: str) -> Figure:
     """Mean curve of ``metric`` per method (± sample std band), one panel per (model, variant)."""
     rows = curves[curves["metric"] == metric]
@@ -171,7 +178,7 @@ def curves_plot(curves: pd.DataFrame, metric: str) -> Figure:
             axes.plot(x, mean, marker=".", label=str(method), color=colour)
             axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.12)
         axes.set_title(f"{metric} {variant} ({model})".replace("  ", " "), fontsize=9)
-        axes.set_xlabel("x (curves.csv)", fontsize=8)
+        axes.set_xlabel(_CURVE_X.get(metric, "x"), fontsize=8)
         axes.set_ylabel("mean y ± std", fontsize=8)
         axes.grid(alpha=0.3)
         if k == 0:
