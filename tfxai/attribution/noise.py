@@ -12,7 +12,8 @@ noisy images are not clipped), k = 1..n:
   to Parameter Values"].
 
 Noise sample k of image i is drawn from the seed pair (seed_i, k), and a stochastic inner method
-gets a seed derived from (seed_i, k): results do not depend on batching. The n·N noisy images
+gets a seed derived from (seed_i, k): results do not depend on batching. ``seed`` and
+``batch_size`` given to ``method+tunnel`` belong to the tunnel. The n·N noisy images
 are fed to the inner method in chunks of ``internal_batch_size`` (any mix of images), so memory
 is bounded by the chunk whatever ``n``.
 """
@@ -49,6 +50,10 @@ class NoiseTunnel(Attributer):
         "internal_batch_size": Param(16, int, "noisy images per call of the inner method",
                                      check=lambda v: v > 0, check_doc="must be > 0",
                                      hashed=False),
+        # listed here so that get_attributer routes them to the tunnel, not the inner method
+        "seed": Param(0, int, "base random seed (drives the noise and a stochastic inner method)"),
+        "batch_size": Param(16, int, "images per chunk", check=lambda v: v > 0,
+                            check_doc="must be > 0", hashed=False),
     }
 
     def __init__(self, inner: Attributer, **params: Any) -> None:
