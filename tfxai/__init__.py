@@ -9,26 +9,42 @@ Python API (see DESIGN.md)::
     maps = tfxai.to_map(raw, reduce="sum", absolute=False, scale="max")
     metric = tfxai.get_metric("infidelity", sigma=0.003, n_perturbations=50)
     scores = metric.score(bb, att, images, targets, attributions=raw)
+
+TensorFlow is imported on first use of these names, so ``tfxai.analysis`` (and ``tfxai analyse``)
+work without paying for it.
 """
 
+from __future__ import annotations
+
+import importlib
 import os as _os
+from typing import Any
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tfxai.attribution.base import get_attributer, list_methods, to_map  # noqa: E402
-from tfxai.evaluation.base import get_metric, list_metrics  # noqa: E402
-from tfxai.models import Backbone, list_models, load_model  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backbone",
-    "get_attributer",
-    "get_metric",
-    "list_methods",
-    "list_metrics",
-    "list_models",
-    "load_model",
-    "to_map",
-    "__version__",
-]
+_LAZY = {
+    "Backbone": "tfxai.models",
+    "load_model": "tfxai.models",
+    "list_models": "tfxai.models",
+    "get_attributer": "tfxai.attribution.base",
+    "list_methods": "tfxai.attribution.base",
+    "to_map": "tfxai.attribution.base",
+    "get_metric": "tfxai.evaluation.base",
+    "list_metrics": "tfxai.evaluation.base",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfxai' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
