@@ -18,7 +18,7 @@ images (an execution parameter, not recorded).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -245,13 +245,15 @@ def _imputation_system(removed: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, 
     return a, c, flat_idx
 
 
-def _pcg(a: sp.csr_matrix, b: np.ndarray, tol: float = 1e-6, maxiter: int = 5000) -> np.ndarray:
+def _pcg(a: sp.csr_matrix, b: np.ndarray, x0: np.ndarray | None = None, tol: float = 1e-5,
+         maxiter: int = 5000) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients for SPD ``a`` and several right-hand sides (n, k).
 
-    The columns are iterated together (one sparse product per step for all of them).
+    The columns are iterated together (one sparse product per step for all of them); iteration
+    stops when every column's residual is below ``tol`` times its right-hand side.
     """
     inv_d = 1.0 / a.diagonal()[:, None]
-    x = b * inv_d
+    x = (b * inv_d) if x0 is None else np.array(x0, dtype=np.float64)
     r = b - a @ x
     z = r * inv_d
     p = z.copy()
@@ -261,7 +263,8 @@ def _pcg(a: sp.csr_matrix, b: np.ndarray, tol: float = 1e-6, maxiter: int = 5000
         if np.all(np.linalg.norm(r, axis=0) <= stop):
             break
         ap = a @ p
-        alpha = rz / np.where((p * ap).sum(axis=0) != 0, (p * ap).sum(axis=0), 1.0)
+        pap = (p * ap).sum(axis=0)
+        alpha = rz / np.where(pap != 0, pap, 1.0)
         x += p * alpha
         r -= ap * alpha
         z = r * inv_d
@@ -269,6 +272,24 @@ def _pcg(a: sp.csr_matrix, b: np.ndarray, tol: float = 1e-6, maxiter: int = 5000
         p = z + p * (rz_new / np.where(rz != 0, rz, 1.0))
         rz = rz_new
     return x
+
+
+def _smooth_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """A cheap smooth guess of the removed pixels (normalised Gaussian convolution of the known
+    pixels at growing scales): the starting point of the conjugate gradients."""
+    known = (~removed).astype(np.float64)
+    out = np.zeros_like(image)
+    filled = ~removed
+    for s in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):
+        w = ndimage.gaussian_filter(known, s)
+        v = ndimage.gaussian_filter(image * known[..., None], (s, s, 0))
+        ok = (w > 1e-3) & ~filled
+        out[ok] = v[ok] / w[ok][:, None]
+        filled = filled | ok
+        if filled.all():
+            break
+    out[~filled] = image[~removed].mean(axis=0)
+    return out
 
 
 def noisy_linear_impute(
@@ -280,7 +301,9 @@ def noisy_linear_impute(
     Each removed pixel becomes the weighted mean of its 8 neighbours (direct neighbours weight 1/6,
     diagonal 1/12, renormalised at the border), solved jointly for all removed pixels as one sparse
     linear system per image (all channels at once), plus Gaussian noise of std ``noise_std`` in
-    [0, 1] units (·255 in 0..255 units).
+    [0, 1] units (·255 in 0..255 units). The system is symmetric positive definite and is solved by
+    Jacobi-preconditioned conjugate gradients from a smooth guess, to a relative residual of 1e-5
+    (about 0.05 in 0..255 units on photographs, far below the noise of 2.55).
 
     Args:
         image: (H, W, C) float image in 0..255.
@@ -299,7 +322,8 @@ def noisy_linear_impute(
         return out.astype(np.float32)
     a, c, idx = _imputation_system(mask)
     flat = x.reshape(-1, x.shape[-1])
-    v = _pcg(a, np.asarray(c @ flat))
+    guess = _smooth_fill(x, mask).reshape(-1, x.shape[-1])[idx]
+    v = _pcg(a, np.asarray(c @ flat), x0=guess)
     key = [int(seed)] if np.ndim(seed) == 0 else [int(v) for v in seed]
     rng = np.random.default_rng([*key, _SALT_ROAD])
     v += rng.standard_normal(v.shape) * noise_std * 255.0
@@ -332,6 +356,8 @@ class Road(Metric):
     needs_model = True
     stochastic = True
     variants = ("morf", "lerf")
+    #: per-variant direction (``direction`` is the MoRF one)
+    variant_directions: ClassVar[dict[str, str]] = {"morf": "lower", "lerf": "higher"}
     params_spec = {
         "percentages": Param((10, 20, 30, 40, 50, 60, 70, 80, 90), (tuple, list),
                              "percentages of pixels removed",
