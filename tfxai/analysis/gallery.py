@@ -10,7 +10,10 @@ Maps come from the attribution store of a results folder:
   path says.
 
 A raw attribution (H, W, C) is reduced to a display map by summing the channels, taking the absolute value
-and dividing by the maximum, so every map lies in [0, 1]. Images are looked up in ``--images DIR`` by the
+and dividing by its 99th percentile (clipping above it), so every map lies in [0, 1]: pixel-level
+gradient maps are dominated by a few extreme pixels and would look black when divided by their maximum
+(the usual visualisation clip of Smilkov et al. 2017). Maps with few non-zero pixels fall back to the
+maximum. Images are looked up in ``--images DIR`` by the
 image id (relative path without suffix, or stem), converted to RGB and resized to the map's size with the
 run's resize mode (``squash`` or ``crop``, from ``runs.jsonl``); a missing image leaves the map alone.
 """
@@ -59,7 +62,10 @@ class GalleryItem:
         return self.attribution
 
 
-def display_map(attribution: np.ndarray) -> np.ndarray:
+DISPLAY_PERCENTILE = 99.0
+
+
+def display_map(attribution: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> np.ndarray:
     """Reduce a raw attribution to an (H, W) float32 map in [0, 1] (module docstring)."""
     array = np.asarray(attribution, dtype=np.float64)
     array = np.squeeze(array)
@@ -68,8 +74,10 @@ def display_map(attribution: np.ndarray) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"cannot display an attribution of shape {np.shape(attribution)}")
     array = np.abs(np.nan_to_num(array))
-    peak = array.max() if array.size else 0.0
-    return (array / peak if peak > 0 else array).astype(np.float32)
+    peak = float(np.percentile(array, percentile)) if array.size else 0.0
+    if peak <= 0:
+        peak = float(array.max()) if array.size else 0.0
+    return (np.clip(array / peak, 0.0, 1.0) if peak > 0 else array).astype(np.float32)
 
 
 def _text(value: object) -> str:
