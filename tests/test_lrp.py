@@ -128,3 +128,17 @@ def test_unloadable_model_file_is_reported(tmp_path):
     with pytest.raises(InnvestigateWorkerError, match="loading the model") as info:
         InnvestigateWorker(bad, start_timeout=120)
     assert "Traceback" in info.value.worker_traceback
+
+
+def test_unsupported_layer_is_named():
+    """innvestigate refuses some layers with a bare NotImplementedError: the message says which."""
+    inp = tf.keras.Input((S, S, 3))
+    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
+    out = tf.keras.layers.Dense(2)(tf.keras.layers.Flatten()(x))
+    worker = InnvestigateWorker.from_model(tf.keras.Model(inp, out), start_timeout=120)
+    try:
+        with pytest.raises(InnvestigateWorkerError, match="Rescaling"):
+            worker.analyze("lrp.epsilon", {}, _images(1), [0])
+    finally:
+        worker.close()
+    assert not worker.alive

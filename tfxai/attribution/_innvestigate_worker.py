@@ -26,6 +26,27 @@ import os
 import traceback
 
 
+def _create(innvestigate, method: str, model, kwargs: dict):  # noqa: ANN001
+    """``create_analyzer`` whose model-check failures carry innvestigate's explanation.
+
+    innvestigate reports unsupported layers as a warning and then raises a bare
+    ``NotImplementedError``; the warning text is put into the exception.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return innvestigate.create_analyzer(
+                method, model, neuron_selection_mode="index", **kwargs)
+        except Exception as exc:
+            notes = " | ".join(str(w.message) for w in caught)
+            raise RuntimeError(
+                f"innvestigate cannot build {method!r} for model {model.name!r}: "
+                f"{type(exc).__name__}: {exc} {notes}".strip()
+            ) from exc
+
+
 def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
     """Answer requests on ``conn`` until ``close`` or the caller goes away."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,8 +85,7 @@ def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
                     raise RuntimeError("no model loaded in the innvestigate worker")
                 key = (method, tuple(sorted(kwargs.items())))
                 if key not in analyzers:
-                    analyzers[key] = innvestigate.create_analyzer(
-                        method, model, neuron_selection_mode="index", **kwargs)
+                    analyzers[key] = _create(innvestigate, method, model, kwargs)
                 rel = analyzers[key].analyze(x, neuron_selection=np.asarray(targets))
                 conn.send(("ok", np.asarray(rel, dtype=np.float32)))
             else:
