@@ -104,44 +104,66 @@ def _fault_hook(shard: int):
     return hook
 
 
-class ShardWorker:
-    """A Ray actor: the models of the run loaded once, running shards with the local pipeline."""
+def _session_key(cfg: RunConfig) -> str:
+    """What a worker's loaded models, attributers and metrics depend on."""
+    import json
 
-    def __init__(self, cfg: RunConfig) -> None:
-        _limit_threads(cfg.worker_cpus)
-        self.cfg = dataclasses.replace(cfg, progress=False, executor="local", address=None,
-                                       num_workers=None)
-        self.session = _Session(self.cfg)
+    return json.dumps([list(cfg.models), cfg.weights, cfg.model_options, list(cfg.methods),
+                       cfg.method_params, list(cfg.metrics), cfg.metric_params, cfg.seed],
+                      sort_keys=True, default=str)
+
+
+class ShardWorker:
+    """A Ray actor: the run's models loaded once (kept for the next run with the same models,
+    methods and metrics), running shards with the local pipeline."""
+
+    def __init__(self, cpus: int) -> None:
+        _limit_threads(cpus)
+        self._key: str | None = None
+        self.session: _Session | None = None
+        self.cfg: RunConfig | None = None
 
     def pid(self) -> int:
         return os.getpid()
 
-    def _folder(self, shard_dir: str, dest: str) -> ResultsDir:
-        return ResultsDir(shard_dir, resume_from=[dest])
+    def _use(self, cfg: RunConfig) -> _Session:
+        cfg = dataclasses.replace(cfg, progress=False, executor="local", address=None,
+                                  num_workers=None)
+        key = _session_key(cfg)
+        if key != self._key or self.session is None:
+            self.session = None  # free the previous models first
+            self.session = _Session(cfg)
+            self._key = key
+        self.session.cfg = cfg
+        self.cfg = cfg
+        return self.session
 
-    def dataset_stats(self, shard: int, samples: list[Sample], command: str, shard_dir: str,
-                      dest: str) -> dict[tuple[str, str, str], list[Any]]:
+    def dataset_stats(self, shard: int, samples: list[Sample], cfg: RunConfig, command: str,
+                      shard_dir: str, dest: str) -> dict[tuple[str, str, str], list[Any]]:
         """Per-batch statistics of the dataset-pass metrics over this shard."""
-        from tfxai.run import _dataset_pass, _sigint_guard
+        from tfxai.run import _dataset_pass
 
-        rd = self._folder(shard_dir, dest)
+        session = self._use(cfg)
+        rd = ResultsDir(shard_dir, resume_from=[dest])
         rd.ensure_writable()
         summary = RunSummary()
         out: dict[tuple[str, str, str], list[Any]] = {}
         with _sigint_guard() as stop:
-            for model in self.cfg.models:
-                bb = self.session.backbone(model)
-                atts = self.session.attributers(bb)
-                metrics = {m: self.session.metrics(bb, m) for m in atts}
-                out.update(_dataset_pass(self.cfg, bb, atts, metrics, samples, rd, summary, stop,
-                                         log=False, combine=False))
+            for model in session.cfg.models:
+                bb = session.backbone(model)
+                atts = session.attributers(bb)
+                metrics = {m: session.metrics(bb, m) for m in atts}
+                out.update(_dataset_pass(session.cfg, bb, atts, metrics, samples, rd, summary,
+                                         stop, log=False, combine=False))
         return out
 
-    def run_shard(self, shard: int, samples: list[Sample], command: str, shard_dir: str,
-                  dest: str, stats: dict[tuple[str, str, str], Any] | None) -> dict[str, Any]:
-        summary = _run_local(self.cfg, command, samples, self._folder(shard_dir, dest),
-                             self.session, log=False, on_batch=_fault_hook(shard),
-                             dataset_stats=stats)
+    def run_shard(self, shard: int, samples: list[Sample], cfg: RunConfig, command: str,
+                  shard_dir: str, dest: str, stats: dict[tuple[str, str, str], Any] | None
+                  ) -> dict[str, Any]:
+        session = self._use(cfg)
+        summary = _run_local(session.cfg, command, samples,
+                             ResultsDir(shard_dir, resume_from=[dest]), session, log=False,
+                             on_batch=_fault_hook(shard), dataset_stats=stats)
         return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
 
 
@@ -194,12 +216,12 @@ def _unwrap(ray: Any, exc: BaseException) -> BaseException:
 class _Pool:
     """Actors running shards; a shard whose actor died for good is retried on a new actor."""
 
-    def __init__(self, ray: Any, cfg: RunConfig, workers: int) -> None:
+    def __init__(self, ray: Any, cpus: int, workers: int) -> None:
         self.ray = ray
-        self.cfg = cfg
-        self.remote = ray.remote(num_cpus=cfg.worker_cpus, max_restarts=MAX_RETRIES,
+        self.cpus = cpus
+        self.remote = ray.remote(num_cpus=cpus, max_restarts=MAX_RETRIES,
                                  max_task_retries=MAX_RETRIES)(ShardWorker)
-        self.actors = [self.remote.remote(cfg) for _ in range(workers)]
+        self.actors = [self.remote.remote(cpus) for _ in range(workers)]
 
     def map(self, method: str, shards: list[list[Sample]], args, on_done, stop) -> bool:
         """Run ``actor.<method>(j, shards[j], *args(j))`` over all shards; True if interrupted.
@@ -234,7 +256,7 @@ class _Pool:
                         raise RuntimeError(
                             f"ray: shard {j} failed {attempts[j]} times (its worker died); "
                             f"last error: {exc}") from exc
-                    self.actors[a] = self.remote.remote(self.cfg)  # replace the dead actor
+                    self.actors[a] = self.remote.remote(self.cpus)  # replace the dead actor
                     queue.appendleft(j)
                     submit(a)
                     continue
@@ -259,11 +281,27 @@ class _Pool:
         pending.clear()
 
     def shutdown(self) -> None:
-        for actor in self.actors:
+        self.actors, actors = [], self.actors
+        for actor in actors:
             try:
                 self.ray.kill(actor)
             except Exception:  # noqa: BLE001
                 pass
+
+
+#: warm pools kept between runs on a Ray cluster this module did not start, by (cpus, workers)
+_POOLS: dict[tuple[str, int, int], _Pool] = {}
+
+
+def _get_pool(ray: Any, cfg: RunConfig, workers: int, keep: bool) -> _Pool:
+    if not keep:
+        return _Pool(ray, cfg.worker_cpus, workers)
+    key = (ray.get_runtime_context().get_job_id(), cfg.worker_cpus, workers)
+    for other in [k for k in _POOLS if k[0] != key[0]]:
+        _POOLS.pop(other)  # a pool of an earlier Ray session
+    if key not in _POOLS:
+        _POOLS[key] = _Pool(ray, cfg.worker_cpus, workers)
+    return _POOLS[key]
 
 
 def _combine_stats(cfg: RunConfig, lists: dict[tuple[str, str, str], list[Any]]
@@ -303,7 +341,7 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
         shards = partition(samples, max(1, min(len(samples), workers * SHARDS_PER_WORKER)))
         if not shards:
             return summary
-        pool = _Pool(ray, cfg, min(workers, len(shards)))
+        pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
         folder = lambda j: str(run_dir / f"shard-{j:04d}")  # noqa: E731
         dest = str(rd.root)
         with _sigint_guard() as stop:
@@ -316,7 +354,8 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
                         lists[key].extend(value)
 
                 summary.interrupted = pool.map("dataset_stats", shards,
-                                               lambda j: (command, folder(j), dest), collect, stop)
+                                               lambda j: (cfg, command, folder(j), dest), collect,
+                                               stop)
                 if not summary.interrupted:
                     stats = _combine_stats(cfg, lists)
                     for (model, method, metric), value in stats.items():
@@ -333,13 +372,22 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
 
             if not summary.interrupted:
                 summary.interrupted = pool.map("run_shard", shards,
-                                               lambda j: (command, folder(j), dest, stats), done,
+                                               lambda j: (cfg, command, folder(j), dest, stats),
+                                               done,
                                                stop)
-    finally:
-        if pool is not None:
+    except BaseException:
+        if pool is not None:  # do not keep actors that may still run a cancelled shard
             pool.shutdown()
+            _POOLS.clear()
+        raise
+    finally:
         if started:
+            if pool is not None:
+                pool.shutdown()
             ray.shutdown()
+        elif summary.interrupted and pool is not None:
+            pool.shutdown()
+            _POOLS.clear()
     # shards merged as they completed; what interrupted (or failed) shards wrote is kept too
     _merge_leftovers(rd)
     return summary

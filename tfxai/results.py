@@ -30,6 +30,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -226,6 +227,37 @@ def _dec_id(name: str) -> str:
     return name.replace("%2F", "/").replace("%25", "%")
 
 
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def _tmp_name(dest: Path) -> Path:
+    """Temporary name of a part being written: names the writer (host, pid) for clean-up."""
+    return dest.with_name(f"{dest.name}.{_HOST}.{os.getpid()}.tmp")
+
+
+def _stale(tmp: Path, max_age: float = 3600.0) -> bool:
+    """A temporary part whose writer is gone: a dead process of this host, or an old file."""
+    parts = tmp.name.rsplit(".", 3)  # <part>.h5 . host . pid . tmp
+    try:
+        host, pid = parts[-3], int(parts[-2])
+    except (IndexError, ValueError):
+        host, pid = "", -1
+    if host == _HOST and pid > 0:
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - tmp.stat().st_mtime > max_age
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class StoredItem:
     """One stored attribution (loaded lazily with :meth:`AttributionStore.load`)."""
@@ -275,7 +307,7 @@ class AttributionStore:
 
         folder = self._dir(model, weights, method, method_params)
         path = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
-        tmp = path.with_suffix(".h5.tmp")
+        tmp = _tmp_name(path)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with h5py.File(tmp, "w") as f:
@@ -370,7 +402,7 @@ class AttributionStore:
             dest = folder / part.name
             if dest.exists():  # same name from another source: a fresh name keeps both parts
                 dest = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
-            tmp = dest.with_suffix(".h5.tmp")
+            tmp = _tmp_name(dest)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 if len(names) == len(f):
@@ -394,6 +426,18 @@ class AttributionStore:
                                       float(ds.attrs.get("seconds", np.nan)))
                     self._index[self._key(item)] = item
         return len(names)
+
+    def clean_temporary(self) -> int:
+        """Delete temporary parts left by killed writers; returns how many."""
+        if not self.root.exists():
+            return 0
+        n = 0
+        for tmp in self.root.rglob("part-*.tmp"):
+            if _stale(tmp):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    n += 1
+        return n
 
     def parts(self) -> list[Path]:
         """The complete part files of this store, sorted."""
@@ -451,6 +495,7 @@ class ResultsDir:
             raise _write_error(self.root, exc) from exc
         for table in (self.predictions, self.scores, self.curves, self.errors):
             table.repair()
+        self.store.clean_temporary()
 
     def log_run(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``runs.jsonl`` (one write + fsync; a torn line is cut)."""
