@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import tensorflow as tf
 from scipy import ndimage
 
@@ -245,53 +246,6 @@ def _imputation_system(removed: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, 
     return a, c, flat_idx
 
 
-def _pcg(a: sp.csr_matrix, b: np.ndarray, x0: np.ndarray | None = None, tol: float = 1e-5,
-         maxiter: int = 5000) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradients for SPD ``a`` and several right-hand sides (n, k).
-
-    The columns are iterated together (one sparse product per step for all of them); iteration
-    stops when every column's residual is below ``tol`` times its right-hand side.
-    """
-    inv_d = 1.0 / a.diagonal()[:, None]
-    x = (b * inv_d) if x0 is None else np.array(x0, dtype=np.float64)
-    r = b - a @ x
-    z = r * inv_d
-    p = z.copy()
-    rz = (r * z).sum(axis=0)
-    stop = tol * np.maximum(np.linalg.norm(b, axis=0), 1e-30)
-    for _ in range(maxiter):
-        if np.all(np.linalg.norm(r, axis=0) <= stop):
-            break
-        ap = a @ p
-        pap = (p * ap).sum(axis=0)
-        alpha = rz / np.where(pap != 0, pap, 1.0)
-        x += p * alpha
-        r -= ap * alpha
-        z = r * inv_d
-        rz_new = (r * z).sum(axis=0)
-        p = z + p * (rz_new / np.where(rz != 0, rz, 1.0))
-        rz = rz_new
-    return x
-
-
-def _smooth_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """A cheap smooth guess of the removed pixels (normalised Gaussian convolution of the known
-    pixels at growing scales): the starting point of the conjugate gradients."""
-    known = (~removed).astype(np.float64)
-    out = np.zeros_like(image)
-    filled = ~removed
-    for s in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):
-        w = ndimage.gaussian_filter(known, s)
-        v = ndimage.gaussian_filter(image * known[..., None], (s, s, 0))
-        ok = (w > 1e-3) & ~filled
-        out[ok] = v[ok] / w[ok][:, None]
-        filled = filled | ok
-        if filled.all():
-            break
-    out[~filled] = image[~removed].mean(axis=0)
-    return out
-
-
 def noisy_linear_impute(
     image: np.ndarray, removed: np.ndarray, noise_std: float = 0.01,
     seed: int | Sequence[int] = 0,
@@ -301,9 +255,10 @@ def noisy_linear_impute(
     Each removed pixel becomes the weighted mean of its 8 neighbours (direct neighbours weight 1/6,
     diagonal 1/12, renormalised at the border), solved jointly for all removed pixels as one sparse
     linear system per image (all channels at once), plus Gaussian noise of std ``noise_std`` in
-    [0, 1] units (·255 in 0..255 units). The system is symmetric positive definite and is solved by
-    Jacobi-preconditioned conjugate gradients from a smooth guess, to a relative residual of 1e-5
-    (about 0.05 in 0..255 units on photographs, far below the noise of 2.55).
+    [0, 1] units (·255 in 0..255 units). The system is symmetric positive definite and is solved exactly
+    by a sparse LU factorisation (SuperLU, all channels as one multi-column right-hand side): on
+    224×224 images this is as fast as conjugate gradients for scattered masks and several times
+    faster for the contiguous holes of smooth maps (Grad-CAM).
 
     Args:
         image: (H, W, C) float image in 0..255.
@@ -322,8 +277,7 @@ def noisy_linear_impute(
         return out.astype(np.float32)
     a, c, idx = _imputation_system(mask)
     flat = x.reshape(-1, x.shape[-1])
-    guess = _smooth_fill(x, mask).reshape(-1, x.shape[-1])[idx]
-    v = _pcg(a, np.asarray(c @ flat), x0=guess)
+    v = spla.splu(a.tocsc(), permc_spec="COLAMD").solve(np.asarray(c @ flat))
     key = [int(seed)] if np.ndim(seed) == 0 else [int(v) for v in seed]
     rng = np.random.default_rng([*key, _SALT_ROAD])
     v += rng.standard_normal(v.shape) * noise_std * 255.0
