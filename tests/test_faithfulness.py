@@ -285,3 +285,14 @@ def test_deletion_prefers_the_true_map_over_its_reverse():
     m = tfxai.get_metric("deletion", steps=8)
     assert m.score(bb, None, x, [0], attributions=good)[0] < m.score(
         bb, None, x, [0], attributions=-good)[0]
+
+
+def test_nan_prediction_on_perturbed_images_gives_nan_rows_with_notes():
+    # F = Σ sqrt(x − 10): finite on the images (all ≥ 100), NaN once a pixel is set to 0
+    bb = lambda_model(lambda x: 1e-3 * tf.reduce_sum(tf.sqrt(x - 10.0), axis=(1, 2, 3)))
+    x = np.full((1, SIZE, SIZE, 3), 100.0, np.float32)
+    phi = np.random.default_rng(0).normal(size=(1, SIZE, SIZE)).astype(np.float32)
+    out = tfxai.get_metric("deletion", steps=4).evaluate(bb, None, x, [0], attributions=phi)
+    assert np.isnan(out.values[""][0]) and "non-finite prediction" in out.notes[""][0]
+    ins = tfxai.get_metric("insertion", steps=4).evaluate(bb, None, x, [0], attributions=phi)
+    assert np.isfinite(ins.values[""][0]) and ins.notes[""][0] == ""  # the blur stays ≥ 10
