@@ -202,3 +202,23 @@ def test_ray_worker_death_reruns_its_shard(ray_cluster, tiny_cnn_file, images, l
     assert not armed.exists()
     assert not summary.interrupted and summary.errors == 0
     assert_same_results(local_run, out)
+
+
+def test_ray_cli_and_leftover_shards_of_a_killed_driver(ray_cluster, tiny_cnn_file, images,
+                                                        local_run, tmp_path):
+    """A driver killed mid-run leaves shard folders: the next run merges them and reuses them."""
+    out = tmp_path / "ray"
+    leftover = out / ".shards" / "evaluate-killed" / "shard-0003"
+    partial = run_evaluate(_cfg(tiny_cnn_file, images, leftover, limit=5))
+    assert partial.rows == 5 * len(METHODS) * 3
+    args = ["evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
+            "--metric", ",".join(METRICS), "--images", str(images), "--annotations",
+            str(images), "--out", str(out), "--batch-size", "4", "--seed", "7",
+            "--param", "saliency+smoothgrad.n=3", "--executor", "ray", "--num-workers", "2",
+            "--no-progress"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "merged 1 shard folder(s) left by an interrupted run" in res.output
+    assert f"{(N_IMAGES - 5) * len(METHODS)} attributions computed" in res.output
+    assert not (out / ".shards").exists()
+    assert_same_results(local_run, out)

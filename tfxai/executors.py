@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tfxai.data.dataset import Sample
-from tfxai.results import ResultsDir, merge_results
+from tfxai.results import ResultsDir, ResultsMerger
 from tfxai.run import (
     ConfigError,
     RunConfig,
@@ -194,8 +194,9 @@ def _merge_leftovers(rd: ResultsDir) -> int:
     if not root.is_dir():
         return 0
     folders = sorted(p for p in root.glob("*/shard-*") if p.is_dir())
+    merger = ResultsMerger(rd.root) if folders else None
     for folder in folders:
-        merge_results([folder], rd.root)
+        merger.merge([folder])
         shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     return len(folders)
@@ -344,6 +345,7 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
         pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
         folder = lambda j: str(run_dir / f"shard-{j:04d}")  # noqa: E731
         dest = str(rd.root)
+        merger = ResultsMerger(rd.root)
         with _sigint_guard() as stop:
             stats = None
             if _needs_dataset_pass(cfg, command):
@@ -364,7 +366,7 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
                                     "executor": "ray"})
 
             def done(j: int, res: dict[str, Any]) -> None:
-                merge_results([folder(j)], rd.root)
+                merger.merge([folder(j)])
                 shutil.rmtree(folder(j), ignore_errors=True)
                 for name in ("computed", "skipped", "rows", "errors"):
                     setattr(summary, name, getattr(summary, name) + res[name])

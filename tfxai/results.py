@@ -53,6 +53,7 @@ __all__ = [
     "params_hash",
     "merge_results",
     "MergeSummary",
+    "ResultsMerger",
 ]
 
 PREDICTIONS_COLUMNS = ["image_id", "model", "weights", "label", "predicted", "confidence", "correct"]
@@ -573,6 +574,64 @@ class MergeSummary:
     duplicates: int
 
 
+class ResultsMerger:
+    """Merges results folders into one destination, keeping its keys in memory between merges
+    (the Ray driver merges each shard as it completes)."""
+
+    def __init__(self, dest: str | os.PathLike, chunk: int = 5000) -> None:
+        self.out = ResultsDir(dest)
+        self.chunk = chunk
+        self.out.ensure_writable()
+        self._seen: dict[str, set[tuple[str, ...]]] = {}
+        self._logged: set[str] | None = None
+
+    def merge(self, sources: Sequence[str | os.PathLike]) -> MergeSummary:
+        out = self.out
+        srcs = [ResultsDir(s) for s in sources]
+        for src in srcs:
+            if not src.root.is_dir():
+                raise ValueError(f"merge: source {str(src.root)!r} is not a results folder")
+            if src.root.resolve() == out.root.resolve():
+                raise ValueError(f"merge: source {str(src.root)!r} is the destination itself")
+        added = 0
+        for src in srcs:
+            for part in src.store.parts():
+                added += out.store.import_part(part)
+        rows: dict[str, int] = {}
+        dups = 0
+        for name, key_cols in MERGE_KEYS.items():
+            table: CsvTable = getattr(out, name)
+            if name not in self._seen:
+                self._seen[name] = table.keys(key_cols)
+            seen = self._seen[name]
+            rows[name] = 0
+            for src in srcs:
+                pending: list[dict[str, str]] = []
+                for row in getattr(src, name).read():
+                    key = tuple(sys.intern(row.get(c) or "") for c in key_cols)
+                    if key in seen:
+                        dups += 1
+                        continue
+                    pending.append(row)
+                    if len(pending) >= self.chunk:
+                        rows[name] += table.append(pending)
+                        seen.update(tuple(r.get(c) or "" for c in key_cols) for r in pending)
+                        pending = []
+                rows[name] += table.append(pending)
+                seen.update(tuple(r.get(c) or "" for c in key_cols) for r in pending)
+        if self._logged is None:
+            self._logged = set(_read_lines(out.root / "runs.jsonl"))
+        for src in srcs:
+            for line in _read_lines(src.root / "runs.jsonl"):
+                if line not in self._logged:
+                    try:
+                        _append_bytes(out.root / "runs.jsonl", (line + "\n").encode("utf-8"))
+                    except OSError as exc:
+                        raise _write_error(out.root / "runs.jsonl", exc) from exc
+                    self._logged.add(line)
+        return MergeSummary(rows, added, dups)
+
+
 def merge_results(
     sources: Sequence[str | os.PathLike], dest: str | os.PathLike, chunk: int = 5000
 ) -> MergeSummary:
@@ -588,47 +647,10 @@ def merge_results(
         ValueError: a source does not exist, or is ``dest`` itself.
         ResultsWriteError: ``dest`` cannot be written.
     """
-    out = ResultsDir(dest)
-    srcs = [ResultsDir(s) for s in sources]
-    for src in srcs:
-        if not src.root.is_dir():
-            raise ValueError(f"merge: source {str(src.root)!r} is not a results folder")
-        if src.root.resolve() == out.root.resolve():
-            raise ValueError(f"merge: source {str(src.root)!r} is the destination itself")
-    out.ensure_writable()
-    added = 0
-    for src in srcs:
-        for part in src.store.parts():
-            added += out.store.import_part(part)
-    rows: dict[str, int] = {}
-    dups = 0
-    for name, key_cols in MERGE_KEYS.items():
-        table: CsvTable = getattr(out, name)
-        seen = table.keys(key_cols)
-        rows[name] = 0
-        for src in srcs:
-            pending: list[dict[str, str]] = []
-            for row in getattr(src, name).read():
-                key = tuple(row.get(c) or "" for c in key_cols)
-                if key in seen:
-                    dups += 1
-                    continue
-                seen.add(key)
-                pending.append(row)
-                if len(pending) >= chunk:
-                    rows[name] += table.append(pending)
-                    pending = []
-            rows[name] += table.append(pending)
-    logged = set(_read_lines(out.root / "runs.jsonl"))
-    for src in srcs:
-        for line in _read_lines(src.root / "runs.jsonl"):
-            if line not in logged:
-                logged.add(line)
-                try:
-                    _append_bytes(out.root / "runs.jsonl", (line + "\n").encode("utf-8"))
-                except OSError as exc:
-                    raise _write_error(out.root / "runs.jsonl", exc) from exc
-    return MergeSummary(rows, added, dups)
+    for s in sources:  # usage errors before creating the destination
+        if not Path(s).is_dir():
+            raise ValueError(f"merge: source {str(s)!r} is not a results folder")
+    return ResultsMerger(dest, chunk).merge(sources)
 
 
 def _read_lines(path: Path) -> list[str]:
