@@ -118,6 +118,13 @@ def _run(fn, cfg) -> None:
     except ResultsWriteError as exc:
         _echo(f"error: {exc}")
         sys.exit(EXIT_FAILURES)
+    except RuntimeError as exc:
+        from tfxai.executors import ExecutorError
+
+        if not isinstance(exc, ExecutorError):
+            raise
+        _echo(f"error: {exc}\nresults so far are saved; re-run the same command to resume.")
+        sys.exit(EXIT_FAILURES)
     for note in summary.notes:
         _echo(f"note: {note}")
     _echo(f"{summary.images} images: {summary.computed} attributions computed, "

@@ -50,12 +50,17 @@ from tfxai.run import (
     _sigint_guard,
 )
 
-__all__ = ["run_ray", "partition", "SHARD_DIR", "SHARDS_PER_WORKER", "MAX_RETRIES"]
+__all__ = ["run_ray", "partition", "ExecutorError", "SHARD_DIR", "SHARDS_PER_WORKER",
+           "MAX_RETRIES"]
 
 SHARD_DIR = ".shards"
 SHARDS_PER_WORKER = 4
 MAX_RETRIES = 3
 FAULT_ENV = "TFXAI_TEST_FAULT_DIR"
+
+
+class ExecutorError(RuntimeError):
+    """A shard failed for good (its worker kept dying, or it raised an unexpected error)."""
 
 
 def partition(samples: list[Sample], count: int) -> list[list[Sample]]:
@@ -254,7 +259,7 @@ class _Pool:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
                     if attempts[j] > MAX_RETRIES:
-                        raise RuntimeError(
+                        raise ExecutorError(
                             f"ray: shard {j} failed {attempts[j]} times (its worker died); "
                             f"last error: {exc}") from exc
                     self.actors[a] = self.remote.remote(self.cpus)  # replace the dead actor
@@ -263,7 +268,10 @@ class _Pool:
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     self._cancel(pending)
-                    raise _unwrap(ray, exc) from None
+                    cause = _unwrap(ray, exc)
+                    if cause is exc:
+                        raise ExecutorError(f"ray: shard {j} failed: {exc}") from exc
+                    raise cause from None
                 on_done(j, result)
                 if queue and not stop.requested:
                     submit(a)
