@@ -150,3 +150,31 @@ def test_rewrites_on_keras_backbones(keras_backbones, name):
     if name == "efficientnetb0":
         sal = tfxai.get_attributer("saliency", bb).attribute(x, t)
         np.testing.assert_allclose(g, sal, rtol=1e-4, atol=1e-6 * np.abs(sal).max())
+
+
+def test_closed_form_derivatives_match_autodiff():
+    from tfxai.attribution.deeplift import _DERIVATIVES
+
+    z = tf.constant(np.linspace(-8, 8, 101), tf.float32)
+    fns = {"relu": tf.nn.relu, "relu6": tf.nn.relu6, "sigmoid": tf.sigmoid, "swish": tf.nn.silu,
+           "silu": tf.nn.silu, "tanh": tf.tanh}
+    assert set(fns) == set(_DERIVATIVES)
+    for name, f in fns.items():
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            y = f(z)
+        np.testing.assert_allclose(_DERIVATIVES[name](z), tape.gradient(y, z), atol=1e-6)
+
+
+def test_equal_input_and_reference_uses_the_derivative():
+    """Where z = z' the multiplier falls back to f'(z): an image equal to the reference gets
+    the plain gradient times zero, and an image differing in one pixel stays finite."""
+    bb = backbone(zoo_cnn(), output="probabilities")
+    x = np.zeros((1, 16, 16, 3), np.float32)
+    att = tfxai.get_attributer("deeplift", bb)
+    np.testing.assert_array_equal(att.attribute(x, [1]), 0.0)
+    x[0, 3, 4, 1] = 1e-3
+    raw = att.attribute(x, [1])
+    assert np.isfinite(raw).all()
+    delta = _delta(bb, att, x, np.array([1]))
+    assert raw.sum() == pytest.approx(delta[0], rel=1e-2, abs=1e-7)

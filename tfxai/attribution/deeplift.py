@@ -44,7 +44,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, Param, register
-from tfxai.attribution.guided import ElementwiseOverride, FusedActivation, rewrite_model
+from tfxai.attribution.guided import (
+    ElementwiseOverride,
+    FusedActivation,
+    is_plain_relu,
+    rewrite_model,
+)
 
 __all__ = ["DeepLift", "deeplift_rewrite", "gaussian_blur", "DeepLiftWarning"]
 
@@ -107,8 +112,49 @@ class _Pairing:
         return tf.concat([g_x, tf.zeros_like(z[n:])], axis=0)
 
 
+def _sigmoid_deriv(z: tf.Tensor) -> tf.Tensor:
+    s = tf.sigmoid(z)
+    return s * (1.0 - s)
+
+
+def _swish_deriv(z: tf.Tensor) -> tf.Tensor:
+    s = tf.sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
+
+
+#: closed-form derivatives of common activations (others are differentiated with a tape)
+_DERIVATIVES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "relu": lambda z: tf.cast(z > 0, z.dtype),
+    "relu6": lambda z: tf.cast((z > 0) & (z < 6), z.dtype),
+    "sigmoid": _sigmoid_deriv,
+    "swish": _swish_deriv,
+    "silu": _swish_deriv,
+    "tanh": lambda z: 1.0 - tf.square(tf.tanh(z)),
+}
+
+
+def _derivative_of(f: Any) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """The closed-form derivative of an activation function or layer, if known."""
+    if is_plain_relu(f):
+        return _DERIVATIVES["relu"]
+    if isinstance(f, layers.ReLU):
+        return None
+    if isinstance(f, layers.Activation):
+        f = f.activation
+    return _DERIVATIVES.get(getattr(f, "__name__", ""))
+
+
 def _rescale_op(f: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing) -> Callable:
     """``f`` with the Rescale multiplier (f(z) − f(z'))/(z − z') as its gradient."""
+    known = _derivative_of(f)
+
+    def derivative(z: tf.Tensor) -> tf.Tensor:
+        if known is not None:
+            return known(z)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            fz = f(z)
+        return tape.gradient(fz, z)
 
     @tf.custom_gradient
     def op(z: tf.Tensor) -> Any:
@@ -119,13 +165,9 @@ def _rescale_op(f: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing) -> Calla
             yx, yr = pairing.split(y)
             dyx, _ = pairing.split(dy)
             dz = zx - zr
-            with tf.GradientTape() as tape:
-                tape.watch(zx)
-                fx = f(zx)
-            deriv = tape.gradient(fx, zx)
             small = tf.abs(dz) < EPS_ELEMENTWISE
             quotient = (yx - yr) / tf.where(small, tf.ones_like(dz), dz)
-            return _Pairing.join(dyx * tf.where(small, deriv, quotient), z)
+            return _Pairing.join(dyx * tf.where(small, derivative(zx), quotient), z)
 
         return y, grad
 

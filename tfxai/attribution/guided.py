@@ -170,8 +170,21 @@ def relu_rewrite(model: tf.keras.Model, grad_fn: Callable[[tf.Tensor, tf.Tensor,
     return rewrite_model(model, layer_fn)
 
 
+def is_plain_relu(f: Any) -> bool:
+    """True for max(x, 0) itself: ``relu`` functions, ``Activation('relu')`` and ``ReLU()``
+    without max value, threshold or slope."""
+    if isinstance(f, layers.ReLU):
+        return f.max_value is None and float(np.asarray(f.threshold)) == 0.0 and float(
+            np.asarray(f.negative_slope)) == 0.0
+    if isinstance(f, layers.Activation):
+        f = f.activation
+    return _act_name(f) == "relu"
+
+
 def _guided_grad(x: tf.Tensor, dy: tf.Tensor, f: Callable) -> tf.Tensor:
     """relu(dy) · f'(x): for a ReLU, relu(dy)·1[x > 0] [Springenberg 2015]."""
+    if is_plain_relu(f):
+        return tf.nn.relu(dy) * tf.cast(x > 0, dy.dtype)
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = f(x)
