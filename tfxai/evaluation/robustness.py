@@ -73,17 +73,21 @@ class _Sensitivity(Metric):
         # draws the same noise for x and x + δ
         new = ctx.attributer.attribute(stacked, np.repeat(ctx.targets, n),
                                        seeds=np.repeat(ctx.seeds, n))
-        phi = np.asarray(ctx.attributions, dtype=np.float64).reshape(n_img, 1, -1)
-        new = np.asarray(new, dtype=np.float64).reshape(n_img, n, -1)
-        if new.shape[2] != phi.shape[2]:
+        phi = np.asarray(ctx.attributions).reshape(n_img, -1)
+        new = np.asarray(new).reshape(n_img, n, -1)
+        if new.shape[2] != phi.shape[1]:
             raise ValueError(
                 f"{self.name}: re-attribution shape {new.shape} does not match the given "
                 f"attributions {np.shape(ctx.attributions)}"
             )
-        dist = np.linalg.norm(new - phi, axis=2)
+        # per image (not per sample), in float64
+        dist = np.stack([
+            np.linalg.norm(new[i].astype(np.float64) - phi[i].astype(np.float64), axis=1)
+            for i in range(n_img)
+        ]) if n_img else np.zeros((0, n))
         value = dist.max(axis=1) if self.reduce == "max" else dist.mean(axis=1)
         ok = np.isfinite(dist).all(axis=1)
-        norm = np.linalg.norm(phi[:, 0], axis=1)
+        norm = np.linalg.norm(phi.astype(np.float64), axis=1)
         rel_ok = ok & (norm > 0)
         notes = ["" if o else "non-finite attribution of a perturbed input" for o in ok]
         rel_notes = [
