@@ -522,8 +522,6 @@ def test_attributions_run_the_model_in_inference_mode(images):
         np.testing.assert_array_equal(att.attribute(images, np.zeros(5, int)), first)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: base.py registers 'seed' as Param(0, int) with no "
-                   "check, so a negative seed fails later inside numpy's SeedSequence")
 def test_negative_seed_is_rejected_at_construction(tiny):
     with pytest.raises(ValueError, match="'seed'"):
         _Probe(tiny, seed=-1)

@@ -669,8 +669,6 @@ def test_imagenet_val15_discover_and_load_with_boxes():
     assert masks.shape == (15, 224, 224) and all(m.any() for m in masks)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: dataset.py _image_id drops the extension and, for "
-                   "lists, the folder: y.jpg/y.png and a/x.jpg, b/x.jpg share ids")
 def test_image_ids_are_unique(tmp_path):
     """Results are keyed by image id: two files must never share one (same stem, other extension,
     or same name in two folders of a list), else one overwrites or 'resumes' the other."""
@@ -689,8 +687,6 @@ def test_image_ids_are_unique(tmp_path):
         assert len(ids) == len(set(ids)), (source, ids)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: dataset.py _read_labels_csv opens the CSV without "
-                   "encoding='utf-8-sig', so Excel's BOM makes the header '\\ufeffimage'")
 def test_labels_csv_with_a_byte_order_mark(tmp_path):
     """Excel's "CSV UTF-8" export starts with a BOM and uses CRLF line ends."""
     write_rgb(tmp_path / "imgs" / "a.jpg")
@@ -699,8 +695,6 @@ def test_labels_csv_with_a_byte_order_mark(tmp_path):
     assert [s.label for s in discover(tmp_path / "imgs", labels_csv=csv)] == [65]
 
 
-@pytest.mark.xfail(strict=True, reason="defect: images.py load_image does not catch PIL's "
-                   "DecompressionBombError (an Exception, not OSError), so load_batch crashes")
 def test_oversized_image_is_a_recorded_error_not_a_crash(tmp_path, monkeypatch):
     """PIL refuses images above 2 × MAX_IMAGE_PIXELS (≈179 MP: huge panoramas, or a crafted
     header); simulated here with a small limit."""

@@ -148,8 +148,6 @@ def _fake_home(monkeypatch, tmp_path) -> Path:
     return home
 
 
-@pytest.mark.xfail(strict=True, reason="defect: models.py _build_registered names $KERAS_HOME/models "
-                   "as the cache, but keras 2.14 get_file ignores KERAS_HOME (~/.keras/models)")
 def test_imagenet_offline_message_names_the_cache_keras_really_reads(monkeypatch, tmp_path):
     monkeypatch.setattr(tf.keras.applications, "VGG16", _fetch_failure)
     home = _fake_home(monkeypatch, tmp_path)
@@ -390,9 +388,6 @@ def test_softmax_is_stripped(head, x32):
     np.testing.assert_allclose(model(x32).numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: models.py _is_softmax compares __name__ to "
-                   "'softmax', but tf.nn.softmax is named 'softmax_v2', and a functional "
-                   "tf.nn.softmax call is a TFOpLambda layer")
 @pytest.mark.parametrize("variant", ["dense_tf_nn", "activation_tf_nn", "functional_tf_nn"])
 def test_softmax_written_with_tf_nn_is_stripped(variant, x32):
     tf.keras.utils.set_random_seed(0)
@@ -467,8 +462,6 @@ def _transfer_model(kind: str) -> tuple[tf.keras.Model, tf.keras.Model]:
     return nested, flat
 
 
-@pytest.mark.xfail(strict=True, reason="defect: models.py find_last_conv_layer picks the nested "
-                   "sub-model and Backbone.layer_model takes its inner-graph .output: Graph disconnected")
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
 def test_gradcam_on_a_nested_base_model(kind, x32):
     """Either the nested base's output map is usable for Grad-CAM, or loading says to name a layer;

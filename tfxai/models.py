@@ -175,17 +175,22 @@ def _strip_softmax(model: tf.keras.Model, output: str) -> tf.keras.Model:
         raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
     last = model.layers[-1]
     act = getattr(last, "activation", None)
-    is_softmax_layer = isinstance(last, tf.keras.layers.Softmax) or (
-        isinstance(last, tf.keras.layers.Activation) and _is_softmax(act)
+    is_softmax_layer = (
+        isinstance(last, tf.keras.layers.Softmax)
+        or (isinstance(last, tf.keras.layers.Activation) and _is_softmax(act))
+        or getattr(last, "symbol", "") in ("nn.softmax", "math.softmax")  # functional tf.nn.softmax
     )
     if is_softmax_layer:
-        return tf.keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+        inp = outer_input(model, last)
+        if isinstance(inp, (list, tuple)):  # TFOpLambda: first positional argument
+            inp = inp[0]
+        return tf.keras.Model(model.inputs, inp, name=f"{model.name}_logits")
     if act is not None and _is_softmax(act):
         cfg = last.get_config()
         cfg["activation"] = "linear"
         cfg["name"] = f"{last.name}_logits"
         clone = last.__class__.from_config(cfg)
-        out = clone(last.input)
+        out = clone(outer_input(model, last))
         clone.set_weights(last.get_weights())
         return tf.keras.Model(model.inputs, out, name=f"{model.name}_logits")
     raise ModelLoadError(
@@ -195,7 +200,8 @@ def _strip_softmax(model: tf.keras.Model, output: str) -> tf.keras.Model:
 
 
 def _is_softmax(act: Any) -> bool:
-    return act is not None and getattr(act, "__name__", "") == "softmax"
+    """True for ``"softmax"``, ``tf.keras.activations.softmax`` and ``tf.nn.softmax`` (softmax_v2)."""
+    return act is not None and getattr(act, "__name__", "") in ("softmax", "softmax_v2")
 
 
 _POOLING = (
@@ -205,6 +211,31 @@ _POOLING = (
     tf.keras.layers.GlobalMaxPooling2D,
     tf.keras.layers.InputLayer,
 )
+
+
+def _node_index(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> int | None:
+    nodes = getattr(model, "_network_nodes", set())
+    for i in range(len(getattr(layer, "_inbound_nodes", []))):
+        if f"{layer.name}_ib-{i}" in nodes:
+            return i
+    return None
+
+
+def outer_output(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> Any:
+    """The output tensor of ``layer`` in ``model``'s own graph.
+
+    ``layer.output`` is the tensor of the layer's first call, which for a nested sub-model, or a
+    layer shared with another model, may belong to another graph; the call that belongs to
+    ``model`` is found among its nodes.
+    """
+    i = _node_index(model, layer)
+    return layer.output if i is None else layer.get_output_at(i)
+
+
+def outer_input(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> Any:
+    """The input tensor of ``layer`` in ``model``'s own graph (see :func:`outer_output`)."""
+    i = _node_index(model, layer)
+    return layer.input if i is None else layer.get_input_at(i)
 
 
 def find_last_conv_layer(model: tf.keras.Model) -> str:
@@ -309,11 +340,15 @@ class Backbone:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def layer_model(self, layer: str | None = None) -> tf.keras.Model:
-        """A model mapping the *preprocessed* input to ``[activations of layer, logits]``."""
+        """A model mapping the *preprocessed* input to ``[activations of layer, logits]``.
+
+        A nested sub-model (e.g. a Keras application used as the base of a fine-tuned model) is
+        taken at its output in the outer graph.
+        """
         name = layer or self.last_conv_layer
         if name not in self._layer_models:
             try:
-                out = self.keras_model.get_layer(name).output
+                out = outer_output(self.keras_model, self.keras_model.get_layer(name))
             except ValueError:
                 raise ValueError(
                     f"layer {name!r} not found in model {self.name!r}; "
@@ -359,22 +394,43 @@ def _random_init_warning(name: str, seed: int) -> None:
         f"{name}: weights='none' builds a randomly initialised network (seed {seed}). "
         "Explanations of a random model mean nothing; use it only for tests and timing.",
         RandomWeightsWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
+
+
+def _keras_cache_dir() -> Path:
+    """Where ``keras.utils.get_file`` caches weights: ``~/.keras/models``, or ``/tmp/.keras/models``
+    when ``~/.keras`` is not writable (Keras 2.14 ignores ``KERAS_HOME`` here)."""
+    base = Path(os.path.expanduser("~")) / ".keras"
+    if not os.access(base if base.exists() else base.parent, os.W_OK):
+        base = Path("/tmp") / ".keras"
+    return base / "models"
+
+
+def _seeded_build(builder: Callable[[str | None], tf.keras.Model], seed: int) -> tf.keras.Model:
+    """Build with seeded initialisers, restoring Python's and numpy's global random state."""
+    import random
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    tf.keras.utils.set_random_seed(seed)
+    try:
+        return builder(None)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def _build_registered(spec: ModelSpec, weights: str, seed: int) -> tf.keras.Model:
     if weights == "none":
         _random_init_warning(spec.name, seed)
-        tf.keras.utils.set_random_seed(seed)
-        return spec.builder(None)
+        return _seeded_build(spec.builder, seed)
     if weights == "imagenet":
         try:
             return spec.builder("imagenet")
         except Exception as exc:  # noqa: BLE001 - Keras raises plain Exception on fetch failure
             if spec.offline_imagenet:
                 raise ModelLoadError(f"{spec.name}: could not load ImageNet weights: {exc}") from exc
-            cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+            cache = _keras_cache_dir()
             raise ModelLoadError(
                 f"{spec.name}: could not get ImageNet weights ({type(exc).__name__}: "
                 f"{str(exc)[:200]}). Keras downloads them from {_KERAS_WEIGHTS} and caches them in "
@@ -388,8 +444,7 @@ def _build_registered(spec: ModelSpec, weights: str, seed: int) -> tf.keras.Mode
             f"{spec.name}: weights file {str(path)!r} does not exist "
             "(--weights takes 'imagenet', 'none' or a path to a weights file)"
         )
-    tf.keras.utils.set_random_seed(seed)
-    model = spec.builder(None)
+    model = _seeded_build(spec.builder, seed)
     try:
         model.load_weights(str(path))
     except Exception as exc:  # noqa: BLE001 - h5py/keras raise many types here
@@ -455,7 +510,16 @@ def load_model(
     key = str(model)
     if key.lower() in MODELS:
         spec = get_model_spec(key)
-        weights = str(weights)
+        given = {"preprocess": preprocess, "input_size": input_size}
+        if output != "probabilities":
+            given["output"] = output
+        extra = sorted(k for k, v in given.items() if v is not None)
+        if extra:
+            raise ModelLoadError(
+                f"{spec.name}: option(s) {extra} apply to custom models only; a registered "
+                "backbone has its own preprocessing, input size and softmax output"
+            )
+        weights = "none" if weights is None else str(weights)
         keras_model = _build_registered(spec, weights, seed)
         label = weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
         return Backbone(

@@ -127,6 +127,8 @@ def validate_params(
     return {k: p.validate(owner, k, given.get(k, p.default)) for k, p in spec.items()}
 
 
+SEED_PARAM = Param(0, int, "base random seed", check=lambda v: v >= 0, check_doc="must be >= 0")
+
 _positive_int = Param(16, int, "images per internal forward/backward chunk",
                       check=lambda v: v > 0, check_doc="must be > 0", hashed=False)
 
@@ -152,7 +154,7 @@ class Attributer:
         spec = dict(self.params_spec)
         spec.setdefault("batch_size", _positive_int)
         if self.stochastic:
-            spec.setdefault("seed", Param(0, int, "base random seed"))
+            spec.setdefault("seed", SEED_PARAM)
         self._spec = spec
         self.params = validate_params(self.name, spec, params)
         self.batch_size: int = int(self.params["batch_size"])
@@ -215,6 +217,8 @@ class Attributer:
         if targets is None:
             return self.backbone.predict_logits(images).argmax(axis=1).astype(np.int32)
         t = np.asarray(targets).reshape(-1)
+        if t.dtype.kind == "f" and not np.all(np.mod(t, 1) == 0):
+            raise ValueError(f"{self.name}: targets must be integer class indices, got {t[:5]}")
         if len(t) != len(images):
             raise ValueError(f"{self.name}: {len(t)} targets for {len(images)} images")
         if np.any(t < 0) or np.any(t >= self.backbone.num_classes):

@@ -73,6 +73,8 @@ def parse_voc(path: str | os.PathLike) -> Annotation:
     width = height = None
     if size is not None and size.find("width") is not None and size.find("height") is not None:
         width, height = int(_int(size, "width", p)), int(_int(size, "height", p))
+        if width <= 0 or height <= 0:  # some tools write 0x0: treat the size as unknown
+            width = height = None
     notes: list[str] = []
     boxes, names, labels = [], [], []
     for obj in root.iter("object"):

@@ -98,7 +98,7 @@ def _read_labels_csv(path: Path) -> dict[str, int | None]:
     if not path.exists():
         raise DatasetError(f"labels CSV {str(path)!r} does not exist")
     out: dict[str, int | None] = {}
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # Excel writes a byte-order mark
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"image", "label"} <= set(reader.fieldnames):
             raise DatasetError(f"labels CSV {str(path)!r} needs the columns 'image,label'")
@@ -157,8 +157,33 @@ def discover(
             source = "folder" if label is not None else ""
         samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann,
                               label_source=source))
+    _make_ids_unique(samples, root)
     samples.sort(key=lambda s: s.image_id)
-    return samples[:limit] if limit else samples
+    return samples[:limit] if limit is not None else samples
+
+
+def _make_ids_unique(samples: list[Sample], root: Path | None) -> None:
+    """Image ids key the results: files that would share one get longer ids.
+
+    Colliding ids become the path relative to the common folder of the colliding files, with the
+    extension (``y.jpg`` / ``y.png``; ``a/x`` / ``b/x`` for a list with ``a/x.jpg`` and
+    ``b/x.jpg``). The same file listed twice is an error.
+    """
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.image_id, []).append(s)
+    for image_id, group in groups.items():
+        if len(group) < 2:
+            continue
+        paths = [s.path.resolve() for s in group]
+        if len(set(paths)) < len(paths):
+            raise DatasetError(f"image {str(group[0].path)!r} is listed more than once")
+        base = Path(os.path.commonpath([p.parent for p in paths]))
+        rels = [p.relative_to(base) for p in paths]
+        stems = [r.with_suffix("").as_posix() for r in rels]
+        new = stems if len(set(stems)) == len(stems) else [r.as_posix() for r in rels]
+        for s, n in zip(group, new, strict=True):
+            s.image_id = n
 
 
 def _find_annotation(path: Path, image_id: str, ann_dir: Path | None) -> Path | None:
@@ -188,13 +213,16 @@ def _load_one(
     if sample.annotation_path is not None:
         ann: Annotation = parse_voc(sample.annotation_path)
         notes.extend(ann.notes)
+        ann_boxes = ann.boxes
         if ann.width and ann.height and (ann.width, ann.height) != (img.shape[1], img.shape[0]):
+            scale = np.array([img.shape[1] / ann.width, img.shape[0] / ann.height] * 2)
+            ann_boxes = ann_boxes * scale.astype(np.float32)
             notes.append(
                 f"annotation size {ann.width}x{ann.height} differs from the image "
-                f"{img.shape[1]}x{img.shape[0]}; boxes used as given"
+                f"{img.shape[1]}x{img.shape[0]}; boxes scaled to the image"
             )
-        if len(ann.boxes):
-            boxes, keep = tr.apply(ann.boxes)
+        if len(ann_boxes):
+            boxes, keep = tr.apply(ann_boxes)
             box_labels = ann.labels[keep]
             if not keep.all():
                 notes.append(f"{int((~keep).sum())} box(es) outside the resized image dropped")

@@ -90,6 +90,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             arr = np.asarray(rgb, dtype=np.uint8)
     except UnidentifiedImageError:
         raise ImageLoadError(p, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(p, f"image too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(p, f"corrupt or truncated image ({exc})") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:

@@ -128,7 +128,7 @@ def _distinct_colour(rng: np.random.Generator, others: Sequence[np.ndarray], min
 
 
 def render_image(
-    shape: str, size: int, rng: np.random.Generator
+    shape: str, size: int, rng: np.random.Generator, rotate: bool = False
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Draw one ``shape`` on a random texture.
 
@@ -139,15 +139,15 @@ def render_image(
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
     c1 = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
-    c2 = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
+    c2 = np.clip(c1 + rng.normal(0.0, 40.0, size=3), 0.0, 255.0).astype(np.float32)
     texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
     background = texture(rng, size, c1, c2)
-    fg = _distinct_colour(rng, [c1, c2], min_dist=90.0)
+    fg = _distinct_colour(rng, [c1, c2], min_dist=100.0)
 
     r = rng.uniform(0.16, 0.3) * size
     margin = 1.2 * r + 1.0
     cx, cy = rng.uniform(margin, size - margin, size=2)
-    theta = rng.uniform(0.0, 2.0 * np.pi)
+    theta = rng.uniform(0.0, 2.0 * np.pi) if rotate else 0.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     dx, dy = xx - cx, yy - cy
     u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -225,6 +225,7 @@ def make_synthetic_dataset(
     seed: int = 0,
     split: bool = True,
     test_fraction: float = 0.2,
+    rotate: bool = False,
 ) -> SyntheticDataset:
     """Write a shapes-on-textures dataset (PNG per class folder, VOC boxes, ``labels.csv``).
 
@@ -238,6 +239,7 @@ def make_synthetic_dataset(
         split: write ``train/`` and ``test/`` (the first ``round(test_fraction·n)`` images of each
             class go to test); otherwise one level of class folders.
         test_fraction: share of each class in ``test/`` when ``split``.
+        rotate: rotate each shape by a random angle (harder: a small CNN then needs more data).
     """
     names = _check_args(n_per_class, classes, size, test_fraction)
     root = Path(out_dir)
@@ -252,7 +254,8 @@ def make_synthetic_dataset(
             folder = root / part / name if part else root / name
             folder.mkdir(parents=True, exist_ok=True)
             stem = f"{name}_{i:04d}"
-            img, box = render_image(name, int(size), np.random.default_rng([int(seed), key, i]))
+            rng = np.random.default_rng([int(seed), key, i])
+            img, box = render_image(name, int(size), rng, rotate)
             Image.fromarray(img).save(folder / f"{stem}.png", optimize=False)
             (ann_dir / f"{stem}.xml").write_text(_voc_xml(f"{stem}.png", name, int(size), name, box))
             rel = (folder / f"{stem}.png").relative_to(root).as_posix()

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tfxai.attribution.base import Param, canonical_params, validate_params
+from tfxai.attribution.base import SEED_PARAM, Param, canonical_params, validate_params
 
 __all__ = [
     "Metric",
@@ -126,7 +126,7 @@ class Metric:
     def __init__(self, **params: Any) -> None:
         spec = dict(self.params_spec)
         if self.stochastic:
-            spec.setdefault("seed", Param(0, int, "base random seed"))
+            spec.setdefault("seed", SEED_PARAM)
         self._spec = spec
         self.params = validate_params(self.name, spec, params)
         self.dataset_stat: Any = None
