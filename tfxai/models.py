@@ -411,13 +411,13 @@ def _seeded_build(builder: Callable[[str | None], tf.keras.Model], seed: int) ->
     """Build with seeded initialisers, restoring Python's and numpy's global random state."""
     import random
 
-    py_state, np_state = random.getstate(), np.random.get_state()
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     tf.keras.utils.set_random_seed(seed)
     try:
         return builder(None)
     finally:
         random.setstate(py_state)
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
 
 
 def _build_registered(spec: ModelSpec, weights: str, seed: int) -> tf.keras.Model:

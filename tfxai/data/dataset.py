@@ -172,7 +172,7 @@ def _make_ids_unique(samples: list[Sample], root: Path | None) -> None:
     groups: dict[str, list[Sample]] = {}
     for s in samples:
         groups.setdefault(s.image_id, []).append(s)
-    for image_id, group in groups.items():
+    for group in groups.values():
         if len(group) < 2:
             continue
         paths = [s.path.resolve() for s in group]
