@@ -257,21 +257,26 @@ class _Pool:
                 a, j = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:
-                    if attempts[j] > MAX_RETRIES:
-                        raise ExecutorError(
-                            f"ray: shard {j} failed {attempts[j]} times (its worker died); "
-                            f"last error: {exc}") from exc
-                    self.actors[a] = self.remote.remote(self.cpus)  # replace the dead actor
-                    queue.appendleft(j)
-                    submit(a)
-                    continue
-                except ray.exceptions.RayTaskError as exc:
+                except ray.exceptions.RayTaskError as exc:  # the shard raised
                     self._cancel(pending)
                     cause = _unwrap(ray, exc)
                     if cause is exc:
                         raise ExecutorError(f"ray: shard {j} failed: {exc}") from exc
                     raise cause from None
+                except ray.exceptions.RayError as exc:  # its worker died (killed, OOM, node)
+                    if attempts[j] > MAX_RETRIES:
+                        self._cancel(pending)
+                        raise ExecutorError(
+                            f"ray: shard {j} failed {attempts[j]} times (its worker died); "
+                            f"last error: {exc}") from exc
+                    try:
+                        ray.kill(self.actors[a])
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+                    self.actors[a] = self.remote.remote(self.cpus)  # a fresh actor
+                    queue.appendleft(j)
+                    submit(a)
+                    continue
                 on_done(j, result)
                 if queue and not stop.requested:
                     submit(a)
