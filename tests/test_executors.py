@@ -205,17 +205,19 @@ def test_ray_worker_death_reruns_its_shard(ray_cluster, tiny_cnn_file, images, l
 
 
 def test_ray_cli_and_leftover_shards_of_a_killed_driver(ray_cluster, tiny_cnn_file, images,
-                                                        local_run, tmp_path):
-    """A driver killed mid-run leaves shard folders: the next run merges them and reuses them."""
+                                                        local_run, tmp_path, monkeypatch):
+    """A driver killed mid-run leaves shard folders: the next run merges them and reuses them.
+    Relative paths work although the workers' working directory is not ours."""
     out = tmp_path / "ray"
     leftover = out / ".shards" / "evaluate-killed" / "shard-0003"
     partial = run_evaluate(_cfg(tiny_cnn_file, images, leftover, limit=5))
     assert partial.rows == 5 * len(METHODS) * 3
     args = ["evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
-            "--metric", ",".join(METRICS), "--images", str(images), "--annotations",
-            str(images), "--out", str(out), "--batch-size", "4", "--seed", "7",
+            "--metric", ",".join(METRICS), "--images", images.name, "--annotations",
+            images.name, "--out", str(out), "--batch-size", "4", "--seed", "7",
             "--param", "saliency+smoothgrad.n=3", "--executor", "ray", "--num-workers", "2",
             "--no-progress"]
+    monkeypatch.chdir(images.parent)
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "merged 1 shard folder(s) left by an interrupted run" in res.output

@@ -68,6 +68,26 @@ def partition(samples: list[Sample], count: int) -> list[list[Sample]]:
     return [part for part in (samples[j::count] for j in range(count)) if part]
 
 
+def _absolute(cfg: RunConfig, samples: list[Sample]) -> tuple[RunConfig, list[Sample]]:
+    """Absolute paths for the workers, whose working directory may differ from ours."""
+
+    from tfxai.models import MODELS
+
+    def fix(value: Any) -> Any:
+        if not isinstance(value, (str, Path)) or str(value) in MODELS or \
+                str(value) in ("imagenet", "none") or not Path(value).exists():
+            return value
+        return str(Path(value).resolve())
+
+    cfg = dataclasses.replace(cfg, models=[fix(m) for m in cfg.models], weights=fix(cfg.weights),
+                              out=Path(cfg.out).resolve())
+    samples = [dataclasses.replace(
+        s, path=Path(s.path).resolve(),
+        annotation_path=None if s.annotation_path is None else Path(s.annotation_path).resolve())
+        for s in samples]
+    return cfg, samples
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -355,9 +375,10 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
         shards = partition(samples, max(1, min(len(samples), workers * SHARDS_PER_WORKER)))
         if not shards:
             return summary
+        cfg, shards = _absolute(cfg, samples)[0], [_absolute(cfg, p)[1] for p in shards]
         pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
-        folder = lambda j: str(run_dir / f"shard-{j:04d}")  # noqa: E731
-        dest = str(rd.root)
+        folder = lambda j: str(run_dir.resolve() / f"shard-{j:04d}")  # noqa: E731
+        dest = str(rd.root.resolve())
         merger = ResultsMerger(rd.root)
         with _sigint_guard() as stop:
             stats = None
