@@ -107,8 +107,8 @@ GRADIENT_METHODS = {
                     "five Keras backbones with random weights, several minutes)")
 def test_every_method_on_the_five_backbones():
     """Each method runs on vgg16, resnet50, densenet121, efficientnetb0 and inceptionv3
-    (weights="none", one image) and gives finite, non-zero attributions; DeepLIFT sums to
-    Δlogit on each."""
+    (weights="none", one image) and gives finite, non-zero attributions (CAMs: finite); DeepLIFT
+    sums to Δlogit on each."""
     failures = []
     for name in ("vgg16", "resnet50", "densenet121", "efficientnetb0", "inceptionv3"):
         with warnings.catch_warnings():
@@ -120,7 +120,9 @@ def test_every_method_on_the_five_backbones():
             if method == "gradient_shap":
                 params = {**params, "background": np.full((2, *bb.input_shape), 100.0, np.float32)}
             raw = tfxai.get_attributer(method, bb, **params).attribute(x, t)
-            if not (np.isfinite(raw).all() and np.abs(raw).max() > 0):
+            # a random-weight network's ReLU(Σ α_k A^k) may be all zero: CAMs only need to be finite
+            nonzero = "gradcam" in method or np.abs(raw).max() > 0
+            if not (np.isfinite(raw).all() and nonzero):
                 failures.append(f"{name}/{method}")
             if method == "deeplift":
                 delta = bb.predict_logits(x)[0, 3] - bb.predict_logits(np.zeros_like(x))[0, 3]
