@@ -224,3 +224,55 @@ def test_ray_cli_and_leftover_shards_of_a_killed_driver(ray_cluster, tiny_cnn_fi
     assert f"{(N_IMAGES - 5) * len(METHODS)} attributions computed" in res.output
     assert not (out / ".shards").exists()
     assert_same_results(local_run, out)
+
+
+def test_dataset_pass_statistics_are_combined_over_shards(tiny_cnn_file, images, tmp_path,
+                                                          monkeypatch):
+    """A metric needing a dataset statistic gets the statistic of all shards, not of its own
+    shard (the Ray actors' code, run in-process: the transport is Ray's)."""
+    from tfxai.evaluation import base as ebase
+    from tfxai.executors import ShardWorker, _combine_stats, partition
+    from tfxai.results import ResultsMerger
+    from tfxai.run import _load_samples
+
+    class DatasetMax(ebase.Metric):
+        """Max |attribution| of the image over the max of the whole dataset."""
+
+        name = "test_dataset_max"
+        family = "test"
+        needs_dataset_pass = True
+
+        def dataset_statistic(self, attributer, attributions):
+            return float(np.abs(attributions).max())
+
+        def combine_statistics(self, stats):
+            return max(stats)
+
+        def _evaluate(self, ctx):
+            a = np.abs(np.asarray(ctx.attributions)).reshape(len(ctx), -1).max(axis=1)
+            return ebase.MetricOutput(values={"": a / self.dataset_stat}, notes={})
+
+    monkeypatch.setitem(ebase.METRICS, DatasetMax.name, DatasetMax)
+    cfg = RunConfig(models=[str(tiny_cnn_file)], methods=["saliency"], metrics=[DatasetMax.name],
+                    images=images, out=tmp_path / "local", batch_size=4, progress=False)
+    run_evaluate(cfg)
+    local = {r["image_id"]: float(r["value"]) for r in _rows(tmp_path / "local" / "scores.csv")}
+    assert max(local.values()) == pytest.approx(1.0) and min(local.values()) < 0.999
+
+    worker = ShardWorker(1)
+    shards = partition(_load_samples(cfg), 3)
+    dest = tmp_path / "ray"
+    folders = [str(tmp_path / f"shard{j}") for j in range(3)]
+    lists: dict = {}
+    for j, part in enumerate(shards):
+        for key, value in worker.dataset_stats(j, part, cfg, "evaluate", folders[j],
+                                               str(dest)).items():
+            lists.setdefault(key, []).extend(value)
+    stats = _combine_stats(cfg, lists)
+    merger = ResultsMerger(dest)
+    for j, part in enumerate(shards):
+        res = worker.run_shard(j, part, cfg, "evaluate", folders[j], str(dest), stats)
+        assert res["rows"] == len(part) and res["computed"] == 0  # reused from the first pass
+        merger.merge([folders[j]])
+    merged = {r["image_id"]: float(r["value"]) for r in _rows(dest / "scores.csv")}
+    assert merged == pytest.approx(local, rel=1e-6)
