@@ -425,5 +425,8 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
             pool.shutdown()
             _POOLS.clear()
     # shards merged as they completed; what interrupted (or failed) shards wrote is kept too
-    _merge_leftovers(rd)
+    kept = _merge_leftovers(rd)
+    if kept:
+        summary.notes.append(f"kept the partial results of {kept} interrupted shard(s) "
+                             "(not counted above)")
     return summary
