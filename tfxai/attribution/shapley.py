@@ -192,7 +192,9 @@ class Shap(Attributer):
 
     ``explainer="partition"``: ``shap.PartitionExplainer`` with
     ``shap.maskers.Image(masker, input_shape)`` (default ``"blur(16,16)"``) and ``max_evals``
-    model evaluations per image; model-agnostic, deterministic, (N, H, W, 3).
+    model evaluations per image; model-agnostic, (N, H, W, 3). shap breaks ties in its Owen-value
+    queue with ``np.random.randn()`` from numpy's global generator: it is seeded with the image's
+    seed (and the caller's state restored).
 
     Background (``gradient`` only): a folder (``background=DIR``; ``background_size`` images,
     a seeded choice, loaded with ``tfxai.data`` and resized with ``background_resize``), a numpy
@@ -223,7 +225,7 @@ class Shap(Attributer):
         "max_evals": Param(500, int, "PartitionExplainer model evaluations per image",
                            check=lambda v: v > 2, check_doc="must be > 2"),
         "masker": Param("blur(16,16)", str, "shap.maskers.Image mask value (partition)"),
-        "model_batch_size": Param(50, int, "images per shap model/gradient batch",
+        "model_batch_size": Param(25, int, "images per shap model/gradient batch",
                                   check=lambda v: v > 0, check_doc="must be > 0", hashed=False),
     }
 
@@ -335,8 +337,12 @@ class Shap(Attributer):
         summed = tf.constant(vals.sum(axis=-1)[None], tf.float32)
         return self.upsample(summed).numpy()[0]
 
-    def _partition_one(self, x: np.ndarray, target: int) -> np.ndarray:
+    @_restore_numpy_state
+    def _partition_one(self, x: np.ndarray, target: int, seed: int) -> np.ndarray:
         import shap
+
+        # shap's Owen-value queue breaks ties with np.random.randn() from the global generator
+        np.random.seed(int(seed) % 2**32)  # noqa: NPY002
 
         if self._explainer is None:
             bs = self.params["model_batch_size"]
@@ -354,7 +360,8 @@ class Shap(Attributer):
         xs, ts = x.numpy(), targets.numpy()
         self.check_overlap(xs)
         if self.params["explainer"] == "partition":
-            return np.stack([self._partition_one(xs[i], int(ts[i])) for i in range(len(xs))])
+            return np.stack([self._partition_one(xs[i], int(ts[i]), int(seeds[i]))
+                             for i in range(len(xs))])
         return np.stack([self._gradient_one(xs[i], int(ts[i]), int(seeds[i]))
                          for i in range(len(xs))])
 
