@@ -198,7 +198,7 @@ def test_gradient_shap_background_folder_and_errors(tmp_path):
     folder.mkdir()
     for i, img in enumerate(bg):
         Image.fromarray(img.astype(np.uint8)).save(folder / f"b{i}.png")
-    att = tfxai.get_attributer("gradient_shap", bb, background=str(folder), background_limit=2)
+    att = tfxai.get_attributer("gradient_shap", bb, background=str(folder), background_size=2)
     assert att.background.shape == (2, 16, 16, 3)
     np.testing.assert_allclose(att.background, bg[:2].astype(np.uint8), atol=1)
     assert att.method_params()["background"] == str(folder.resolve())

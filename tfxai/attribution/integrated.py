@@ -222,7 +222,7 @@ class GradientShap(_SeededGradientMethod):
     params_spec = {
         "background": Param(None, (str, np.ndarray), "background images: a folder or an array",
                             nullable=True),
-        "background_limit": Param(None, int, "use at most this many background images",
+        "background_size": Param(None, int, "use the first N background images (sorted by id); None = all",
                                   nullable=True, check=lambda v: v > 0, check_doc="must be > 0"),
         "samples": Param(5, int, "samples per background image", check=lambda v: v >= 1,
                          check_doc="must be >= 1"),
@@ -236,7 +236,7 @@ class GradientShap(_SeededGradientMethod):
         if isinstance(value, (str, os.PathLike)):
             self.params["background"] = str(Path(value).resolve())
         self._background = load_background(
-            value, self.backbone.input_size, self.params["background_limit"], self.name
+            value, self.backbone.input_size, self.params["background_size"], self.name
         )
         self._compile_seeded()
 
