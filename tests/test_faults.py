@@ -298,3 +298,27 @@ def test_unwritable_output_folder_in_evaluate_and_merge(tiny_cnn_file, images, t
     src.mkdir()
     res = CliRunner().invoke(main, ["merge", str(src), "--out", str(target)])
     assert res.exit_code == 1 and "cannot write" in res.output
+
+
+def test_key_index_is_a_set_of_key_tuples():
+    from tfxai.results import KeyIndex
+
+    keys = [("a", "m", "p"), ("b", "m", "p"), ("a", "m", "q"), ("a", "m", "p")]
+    index = KeyIndex(keys)
+    assert len(index) == 3 and set(index) == set(keys)
+    assert ("a", "m", "p") in index and ("b", "m", "q") not in index and ("a",) not in index
+    assert "a" not in index and () not in index
+    other = KeyIndex([("c", "m", "p"), ("a", "m", "p")])
+    index |= other
+    assert len(index) == 4 and ("c", "m", "p") in index
+
+
+def test_streamed_rows_ignore_a_torn_line(tmp_path):
+    from tfxai.results import CsvTable
+
+    table = CsvTable(tmp_path / "t.csv", ["a", "b"])
+    table.append([{"a": 1, "b": "x y"}, {"a": 2, "b": 3}])
+    with (tmp_path / "t.csv").open("a") as fh:
+        fh.write("3,tor")
+    assert [r["a"] for r in table.iter_rows()] == ["1", "2"]
+    assert table.keys(["a"]) == {("1",), ("2",)} and ("2",) in table.key_index(["a"])

@@ -54,6 +54,7 @@ __all__ = [
     "merge_results",
     "MergeSummary",
     "ResultsMerger",
+    "KeyIndex",
 ]
 
 PREDICTIONS_COLUMNS = ["image_id", "model", "weights", "label", "predicted", "confidence", "correct"]
@@ -192,20 +193,79 @@ class CsvTable:
             raise _write_error(self.path, exc) from exc
         return len(rows)
 
+    def iter_rows(self) -> Iterator[dict[str, str]]:
+        """Stream the complete rows as dicts of strings (a torn last line is ignored).
+
+        Rows are single physical lines (values are written without line breaks), so the file is
+        read line by line and never held in memory.
+        """
+        if not self.path.exists():
+            return
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(line for line in fh if line.endswith("\n"))
+
     def read(self) -> list[dict[str, str]]:
         """All complete rows as dicts of strings (a torn last line is ignored)."""
-        if not self.path.exists():
-            return []
-        with self.path.open(newline="", encoding="utf-8") as fh:
-            text = fh.read()
-        if text and not text.endswith("\n"):
-            text = text[: text.rfind("\n") + 1]
-        return list(csv.DictReader(io.StringIO(text)))
+        return list(self.iter_rows())
 
     def keys(self, key_columns: Sequence[str]) -> set[tuple[str, ...]]:
         """The set of key tuples present (strings interned: repeated values are shared)."""
         intern = sys.intern
-        return {tuple(intern(row.get(c) or "") for c in key_columns) for row in self.read()}
+        return {tuple(intern(row.get(c) or "") for c in key_columns) for row in self.iter_rows()}
+
+    def key_index(self, key_columns: Sequence[str]) -> KeyIndex:
+        """The keys present as a compact :class:`KeyIndex` (first column: the image id)."""
+        index = KeyIndex()
+        for row in self.iter_rows():
+            index.add(tuple(row.get(c) or "" for c in key_columns))
+        return index
+
+
+class KeyIndex:
+    """A set of key tuples ``(image_id, *rest)`` stored as ``{rest: {image ids}}``.
+
+    The resume keys of a long run hold one entry per result row; grouping by the columns shared
+    by many rows (model, method, parameters, metric, variant) and interning the image ids keeps
+    an entry to a set slot (~40 bytes instead of ~150 for a tuple of strings).
+    """
+
+    def __init__(self, keys: Iterable[tuple[str, ...]] = ()) -> None:
+        self._groups: dict[tuple[str, ...], set[str]] = {}
+        self._n = 0
+        self.update(keys)
+
+    def add(self, key: tuple[str, ...]) -> None:
+        rest = tuple(sys.intern(str(v)) for v in key[1:])
+        group = self._groups.get(rest)
+        if group is None:
+            group = self._groups[rest] = set()
+        before = len(group)
+        group.add(sys.intern(str(key[0])))
+        self._n += len(group) - before
+
+    def update(self, keys: Iterable[tuple[str, ...]]) -> None:
+        for key in keys:
+            self.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or not key:
+            return False
+        group = self._groups.get(key[1:])
+        return group is not None and key[0] in group
+
+    def __ior__(self, other: KeyIndex) -> KeyIndex:
+        for rest, ids in other._groups.items():
+            for image_id in ids:
+                self.add((image_id, *rest))
+        return self
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        for rest, ids in self._groups.items():
+            for image_id in ids:
+                yield (image_id, *rest)
 
 
 # --------------------------------------------------------------------------------------- store
@@ -509,29 +569,29 @@ class ResultsDir:
             raise _write_error(path, exc) from exc
 
     # ------------------------------------------------------------------ resume (incl. layers)
-    def prediction_keys(self) -> set[tuple[str, ...]]:
+    def prediction_keys(self) -> KeyIndex:
         """Keys of ``predictions.csv`` here and in the ``resume_from`` folders."""
-        keys = self.predictions.keys(PREDICTION_KEY)
+        keys = self.predictions.key_index(PREDICTION_KEY)
         for other in self.resume_from:
-            keys |= other.predictions.keys(PREDICTION_KEY)
+            keys |= other.predictions.key_index(PREDICTION_KEY)
         return keys
 
-    def score_keys(self) -> set[tuple[str, ...]]:
+    def score_keys(self) -> KeyIndex:
         """``SCORE_KEY + (variant,)`` tuples of ``scores.csv`` here and in ``resume_from``."""
         cols = (*SCORE_KEY, "variant")
-        keys = self.scores.keys(cols)
+        keys = self.scores.key_index(cols)
         for other in self.resume_from:
-            keys |= other.scores.keys(cols)
+            keys |= other.scores.key_index(cols)
         return keys
 
-    def orphan_curve_points(self, score_keys: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    def orphan_curve_points(self, score_keys: KeyIndex) -> set[tuple[str, ...]]:
         """Curve points whose score row is missing (a kill between the two appends).
 
         Returns ``SCORE_KEY + (variant, x)`` tuples, so a re-run does not write them twice.
         """
         out: set[tuple[str, ...]] = set()
         for table in [self.curves, *(o.curves for o in self.resume_from)]:
-            for row in table.read():
+            for row in table.iter_rows():
                 key = tuple(row.get(c) or "" for c in (*SCORE_KEY, "variant"))
                 if key not in score_keys:
                     out.add((*key, row.get("x") or ""))
@@ -551,7 +611,7 @@ class ResultsDir:
         self.errors.append({"time": stamp, **r} for r in rows)
 
     def iter_scores(self) -> Iterator[dict[str, str]]:
-        yield from self.scores.read()
+        yield from self.scores.iter_rows()
 
 
 # --------------------------------------------------------------------------------------- merge
@@ -582,7 +642,7 @@ class ResultsMerger:
         self.out = ResultsDir(dest)
         self.chunk = chunk
         self.out.ensure_writable()
-        self._seen: dict[str, set[tuple[str, ...]]] = {}
+        self._seen: dict[str, KeyIndex] = {}
         self._logged: set[str] | None = None
 
     def merge(self, sources: Sequence[str | os.PathLike]) -> MergeSummary:
@@ -602,23 +662,22 @@ class ResultsMerger:
         for name, key_cols in MERGE_KEYS.items():
             table: CsvTable = getattr(out, name)
             if name not in self._seen:
-                self._seen[name] = table.keys(key_cols)
+                self._seen[name] = table.key_index(key_cols)
             seen = self._seen[name]
             rows[name] = 0
             for src in srcs:
                 pending: list[dict[str, str]] = []
-                for row in getattr(src, name).read():
-                    key = tuple(sys.intern(row.get(c) or "") for c in key_cols)
+                for row in getattr(src, name).iter_rows():
+                    key = tuple(row.get(c) or "" for c in key_cols)
                     if key in seen:
                         dups += 1
                         continue
+                    seen.add(key)  # on a write error the merge stops: no stale key is reused
                     pending.append(row)
                     if len(pending) >= self.chunk:
                         rows[name] += table.append(pending)
-                        seen.update(tuple(r.get(c) or "" for c in key_cols) for r in pending)
                         pending = []
                 rows[name] += table.append(pending)
-                seen.update(tuple(r.get(c) or "" for c in key_cols) for r in pending)
         if self._logged is None:
             self._logged = set(_read_lines(out.root / "runs.jsonl"))
         for src in srcs:
