@@ -113,6 +113,14 @@ def _checker(rng: np.random.Generator, size: int, c1: np.ndarray, c2: np.ndarray
 
 TEXTURES = (_smooth_noise, _stripes, _checker)
 
+#: Backgrounds are low-contrast textures around a near-grey colour (within ±BACKGROUND_TINT of
+#: BACKGROUND_GREY per channel), shapes are saturated random colours far from it. The dataset's
+#: per-channel mean — ROAR's fill value — is then close to every background, so a removed region is
+#: invisible against the background and its outline does not leak the shape (on MNIST the fill is
+#: close to the black background in the same way [Loreth 2023]).
+BACKGROUND_GREY = 128.0
+BACKGROUND_TINT = 25.0
+
 
 # --------------------------------------------------------------------------------------- rendering
 
@@ -138,8 +146,8 @@ def render_image(
     """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
-    c1 = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
-    c2 = np.clip(c1 + rng.normal(0.0, 40.0, size=3), 0.0, 255.0).astype(np.float32)
+    c1 = (BACKGROUND_GREY + rng.uniform(-BACKGROUND_TINT, BACKGROUND_TINT, size=3)).astype(np.float32)
+    c2 = np.clip(c1 + rng.normal(0.0, 30.0, size=3), 0.0, 255.0).astype(np.float32)
     texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
     background = texture(rng, size, c1, c2)
     fg = _distinct_colour(rng, [c1, c2], min_dist=100.0)
