@@ -226,7 +226,7 @@ class KeyIndex:
 
     The resume keys of a long run hold one entry per result row; grouping by the columns shared
     by many rows (model, method, parameters, metric, variant) and interning the image ids keeps
-    an entry to a set slot (~40 bytes instead of ~150 for a tuple of strings).
+    an entry to a set slot (~100 bytes per key measured, against ~140 for a set of tuples).
     """
 
     def __init__(self, keys: Iterable[tuple[str, ...]] = ()) -> None:
