@@ -126,7 +126,8 @@ class Infidelity(Metric):
     * ``normalize=True`` first scales Φ by the optimal β = E[Iᵀ Φ · ΔF] / E[(Iᵀ Φ)²] (as Captum
       does), which makes the score invariant to the scale of Φ.
 
-    Dot products and the mean are accumulated in float64. All n_perturbations × N perturbed images go
+    Iᵀ Φ is a BLAS product in the attribution's precision (float32; float64 when Φ is float64); ΔF,
+    β and the mean are float64. All n_perturbations × N perturbed images go
     through the model in batched forward passes. An image whose prediction becomes non-finite under a
     perturbation gets NaN with a note.
     """
@@ -163,7 +164,11 @@ class Infidelity(Metric):
         n_img = len(ctx)
         n = self.params["n_perturbations"]
         bs = self.params["batch_size"]
-        phi = np.asarray(ctx.attributions, dtype=np.float64)
+        phi = np.asarray(ctx.attributions)
+        # the dot products run in BLAS in the attribution's precision (float32, or float64 when
+        # given float64); ΔF and the means are float64
+        dtype = np.float64 if phi.dtype == np.float64 else np.float32
+        phi = phi.astype(dtype, copy=False)
         if phi.ndim == 3:
             phi = phi[..., None]
         if phi.shape[:3] != ctx.images.shape[:3]:
@@ -181,7 +186,7 @@ class Infidelity(Metric):
             f_pert = batched_target_logits(ctx.backbone, pert, np.repeat(ctx.targets[idx], n), bs)
             delta_f[idx] = f_x[idx, None] - f_pert.astype(np.float64).reshape(len(idx), n)
             flat = noise.reshape(len(idx), n, -1)
-            dots[idx] = np.einsum("knd,kd->kn", flat.astype(np.float64), phi[idx])
+            dots[idx] = np.matmul(flat.astype(dtype, copy=False), phi[idx][..., None])[..., 0]
         if self.params["normalize"]:
             den = (dots**2).mean(axis=1)
             beta = np.where(den > 0, (dots * delta_f).mean(axis=1) / np.where(den > 0, den, 1), 0.0)
@@ -364,8 +369,6 @@ class _PixelCurve(Metric):
     params_spec = {
         "steps": Param(20, int, "number of steps from 0 % to 100 % of the pixels",
                        check=lambda v: v > 0, check_doc="must be > 0"),
-        "blur_sigma": Param(5.0, float, "std in pixels of the Gaussian blur of the insertion canvas",
-                            check=lambda v: v > 0, check_doc="must be > 0"),
         "batch_size": _batch_size,
     }
     #: True: start from the blurred image and insert pixels; False: delete pixels (set to 0)
@@ -432,3 +435,8 @@ class Insertion(_PixelCurve):
     direction = "higher"
     summary = "AUC of the target probability as top-ranked pixels are inserted into a blur [Petsiuk 2018]"
     insert = True
+    params_spec = {
+        **_PixelCurve.params_spec,
+        "blur_sigma": Param(5.0, float, "std in pixels of the Gaussian blur of the insertion canvas",
+                            check=lambda v: v > 0, check_doc="must be > 0"),
+    }
