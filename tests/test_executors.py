@@ -276,3 +276,28 @@ def test_dataset_pass_statistics_are_combined_over_shards(tiny_cnn_file, images,
         merger.merge([folders[j]])
     merged = {r["image_id"]: float(r["value"]) for r in _rows(dest / "scores.csv")}
     assert merged == pytest.approx(local, rel=1e-6)
+
+
+def test_ray_usage_errors(tiny_cnn_file, images, tmp_path, monkeypatch):
+    """Missing Ray, an unreachable or malformed address: clear usage errors, no hang."""
+    import socket
+    import sys
+
+    from tfxai.run import ConfigError
+
+    with socket.socket() as s:  # a free local port: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address, message in ((f"127.0.0.1:{port}", "cannot reach a Ray cluster there"),
+                             ("nohostport", "expected auto or HOST:PORT")):
+        res = CliRunner().invoke(main, ["attribute", "--model", str(tiny_cnn_file), "--method",
+                                        "saliency", "--images", str(images), "--out",
+                                        str(tmp_path / "r"), "--executor", "ray", "--address",
+                                        address, "--no-progress"])
+        if "ray" not in sys.modules and "pip install" in res.output:
+            pytest.skip("Ray is not installed")
+        assert res.exit_code == 2, res.output
+        assert message in res.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'tfxai\[ray\]'"):
+        run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", executor="ray"))

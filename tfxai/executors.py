@@ -197,10 +197,10 @@ class ShardWorker:
 
 def _init_ray(ray: Any, cfg: RunConfig) -> bool:
     """Connect to (``address``) or start a local Ray cluster; True when we started it."""
-    if ray.is_initialized():
-        return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "configure_logging": False}
+    if ray.is_initialized():  # the caller's Ray session (e.g. a notebook or a test)
+        return False
     try:
         if cfg.address:
             ray.init(address=cfg.address, **kwargs)
@@ -211,6 +211,21 @@ def _init_ray(ray: Any, cfg: RunConfig) -> bool:
         where = cfg.address or "a local cluster"
         raise ConfigError(f"--executor ray: cannot start or reach Ray at {where}: {exc}") from exc
     return True
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on an unreachable ``HOST:PORT`` (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise ConfigError(f"--address {address!r}: expected auto or HOST:PORT") from None
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
+                          "start one with `ray start --head` or use --address auto") from exc
 
 
 def _merge_leftovers(rd: ResultsDir) -> int:
@@ -357,6 +372,8 @@ def _needs_dataset_pass(cfg: RunConfig, command: str) -> bool:
 def run_ray(cfg: RunConfig, command: str) -> RunSummary:
     """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring)."""
     ray = _import_ray()
+    if cfg.address and cfg.address != "auto" and "://" not in cfg.address:
+        _probe(cfg.address)  # before anything is written
     rd = ResultsDir(cfg.out)
     samples = _load_samples(cfg)
     rd.ensure_writable()
