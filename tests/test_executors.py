@@ -301,3 +301,26 @@ def test_ray_usage_errors(tiny_cnn_file, images, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ConfigError, match=r"pip install 'tfxai\[ray\]'"):
         run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", executor="ray"))
+
+
+def test_ray_two_models_one_at_a_time(ray_cluster, tiny_cnn_file, images, tmp_path):
+    """Several models: each runs over all actors in turn (an actor holds one model)."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(10, activation="softmax")(x)
+    tf.keras.utils.set_random_seed(1)
+    other = tmp_path / "other_cnn.keras"
+    tf.keras.Model(inp, out).save(other)
+    kw = dict(models=[str(tiny_cnn_file), str(other)], methods=["gradcam"], metrics=["iou"],
+              method_params={})
+    run_evaluate(_cfg(tiny_cnn_file, images, tmp_path / "local", **kw))
+    summary = run_evaluate(_cfg(tiny_cnn_file, images, tmp_path / "ray", executor="ray",
+                                num_workers=2, **kw))
+    assert summary.rows == 2 * N_IMAGES and summary.computed == 2 * N_IMAGES
+    a, b = _score_table(tmp_path / "local"), _score_table(tmp_path / "ray")
+    assert a.keys() == b.keys() and {k[1] for k in a} == {"tiny_cnn", "other_cnn"}
+    assert all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)

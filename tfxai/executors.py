@@ -4,9 +4,10 @@
 
 1. the driver lists the images (``--shard``/``--limit`` applied) and splits them round-robin
    into ``SHARDS_PER_WORKER × workers`` deterministic shards (the list is sorted by image id);
-2. each Ray actor loads the models once (with its attributers and their compiled functions) and
-   runs the normal local pipeline (:func:`tfxai.run._run_local`) on one shard at a time, into
-   its own folder ``<out>/.shards/<run>/shard-<j>`` that resumes from ``<out>`` itself (what is
+2. the models run one after the other over all actors; an actor loads the model once (with
+   its attributers and their compiled functions) and runs the normal local pipeline
+   (:func:`tfxai.run._run_local`) on one shard at a time, into its own folder
+   ``<out>/.shards/<run>/m<model>/shard-<j>`` that resumes from ``<out>`` itself (what is
    already there is skipped);
 3. when a shard is done the driver merges its folder into ``<out>``
    (:func:`tfxai.results.merge_results`: attribution parts copied under a temporary name and
@@ -45,6 +46,7 @@ from tfxai.run import (
     RunSummary,
     _build_metrics,
     _load_samples,
+    _progress,
     _run_local,
     _Session,
     _sigint_guard,
@@ -233,7 +235,7 @@ def _merge_leftovers(rd: ResultsDir) -> int:
     root = rd.root / SHARD_DIR
     if not root.is_dir():
         return 0
-    folders = sorted(p for p in root.glob("*/shard-*") if p.is_dir())
+    folders = sorted(p for p in root.glob("**/shard-*") if p.is_dir())
     merger = ResultsMerger(rd.root) if folders else None
     for folder in folders:
         merger.merge([folder])
@@ -369,6 +371,40 @@ def _needs_dataset_pass(cfg: RunConfig, command: str) -> bool:
     return any(m.needs_dataset_pass for m in _build_metrics(cfg, "").values())
 
 
+def _run_model(pool: _Pool, cfg: RunConfig, command: str, shards: list[list[Sample]],
+               run_dir: Path, rd: ResultsDir, merger: ResultsMerger, summary: RunSummary, stop,
+               bar) -> bool:
+    """All shards of one model; each is merged into ``rd`` when done. True if interrupted."""
+    folder = lambda j: str(run_dir.resolve() / f"shard-{j:04d}")  # noqa: E731
+    dest = str(rd.root.resolve())
+    stats = None
+    if _needs_dataset_pass(cfg, command):
+        lists: dict[tuple[str, str, str], list[Any]] = collections.defaultdict(list)
+
+        def collect(j: int, res: dict[tuple[str, str, str], list[Any]]) -> None:
+            for key, value in res.items():
+                lists[key].extend(value)
+
+        if pool.map("dataset_stats", shards, lambda j: (cfg, command, folder(j), dest), collect,
+                    stop):
+            return True
+        stats = _combine_stats(cfg, lists)
+        for (model, method, metric), value in stats.items():
+            rd.log_run({"command": "evaluate.dataset_pass", "model": model, "method": method,
+                        "metric": metric, "statistic": value, "executor": "ray"})
+
+    def done(j: int, res: dict[str, Any]) -> None:
+        merger.merge([folder(j)])
+        shutil.rmtree(folder(j), ignore_errors=True)
+        for name in ("computed", "skipped", "rows", "errors"):
+            setattr(summary, name, getattr(summary, name) + res[name])
+        summary.notes.extend(n for n in res["notes"] if n not in summary.notes)
+        bar.update(len(shards[j]))
+
+    return pool.map("run_shard", shards, lambda j: (cfg, command, folder(j), dest, stats), done,
+                    stop)
+
+
 def run_ray(cfg: RunConfig, command: str) -> RunSummary:
     """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring)."""
     ray = _import_ray()
@@ -394,40 +430,19 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
             return summary
         cfg, shards = _absolute(cfg, samples)[0], [_absolute(cfg, p)[1] for p in shards]
         pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
-        folder = lambda j: str(run_dir.resolve() / f"shard-{j:04d}")  # noqa: E731
-        dest = str(rd.root.resolve())
         merger = ResultsMerger(rd.root)
-        with _sigint_guard() as stop:
-            stats = None
-            if _needs_dataset_pass(cfg, command):
-                lists: dict[tuple[str, str, str], list[Any]] = collections.defaultdict(list)
-
-                def collect(j: int, res: dict[tuple[str, str, str], list[Any]]) -> None:
-                    for key, value in res.items():
-                        lists[key].extend(value)
-
-                summary.interrupted = pool.map("dataset_stats", shards,
-                                               lambda j: (cfg, command, folder(j), dest), collect,
-                                               stop)
-                if not summary.interrupted:
-                    stats = _combine_stats(cfg, lists)
-                    for (model, method, metric), value in stats.items():
-                        rd.log_run({"command": "evaluate.dataset_pass", "model": model,
-                                    "method": method, "metric": metric, "statistic": value,
-                                    "executor": "ray"})
-
-            def done(j: int, res: dict[str, Any]) -> None:
-                merger.merge([folder(j)])
-                shutil.rmtree(folder(j), ignore_errors=True)
-                for name in ("computed", "skipped", "rows", "errors"):
-                    setattr(summary, name, getattr(summary, name) + res[name])
-                summary.notes.extend(n for n in res["notes"] if n not in summary.notes)
-
-            if not summary.interrupted:
-                summary.interrupted = pool.map("run_shard", shards,
-                                               lambda j: (cfg, command, folder(j), dest, stats),
-                                               done,
-                                               stop)
+        bar = _progress(len(samples) * len(cfg.models), f"ray {command}", cfg.progress)
+        try:
+            with _sigint_guard() as stop:
+                # one model at a time over all actors: an actor holds one model, loaded once
+                for m, model in enumerate(cfg.models):
+                    mcfg = dataclasses.replace(cfg, models=[model])
+                    if _run_model(pool, mcfg, command, shards, run_dir / f"m{m:02d}", rd,
+                                  merger, summary, stop, bar):
+                        summary.interrupted = True
+                        break
+        finally:
+            bar.close()
     except BaseException:
         if pool is not None:  # do not keep actors that may still run a cancelled shard
             pool.shutdown()
