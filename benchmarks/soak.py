@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         work = args.workdir or Path(tmp)
         res = soak(args.images, args.every, args.batch_size, work, args.model)
     by_n = {s["images"]: s["rss_mb"] for s in res["samples"]}
-    first, last = by_n.get(args.start), by_n.get(args.images)
+    first = by_n.get(args.start)
+    last_n = max(by_n) if by_n else args.images
+    last = by_n.get(last_n)
     growth = (last - first) / first if first and last else float("nan")
     res.update({"rss_from_mb": first, "rss_last_mb": last, "growth": growth,
                 "max_growth": args.max_growth})
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(res, indent=2))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
-    print(f"RSS at image {args.start}: {first} MB, at image {args.images}: {last} MB, "
+    print(f"RSS at image {args.start}: {first} MB, at image {last_n}: {last} MB, "
           f"growth {growth:+.1%} (limit {args.max_growth:.0%}) -> {'PASS' if ok else 'FAIL'}",
           file=sys.stderr)
     return 0 if ok else 1
