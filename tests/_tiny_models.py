@@ -50,7 +50,7 @@ def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
     b = L.Conv2D(4, 1, activation="swish")(x)
     c = L.DepthwiseConv2D(3, padding="same")(x)
     c = L.Activation("relu")(c)
-    x = L.Concatenate()([x, b, c])
+    x = L.Concatenate(name="merge")([x, b, c])
     se = L.GlobalAveragePooling2D(keepdims=True)(x)
     se = L.Conv2D(4, 1, activation="swish")(se)
     se = L.Conv2D(20, 1, activation="sigmoid")(se)
@@ -61,7 +61,7 @@ def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
     x = L.Activation("swish")(x)
     x = L.GlobalMaxPooling2D()(x)
     x = L.Dropout(0.2)(x)
-    out = L.Dense(classes, activation="softmax")(x)
+    out = L.Dense(classes, activation="softmax", name="head")(x)
     model = tf.keras.Model(inp, out, name="zoo_cnn")
     # non-trivial batch-norm statistics
     rng = np.random.default_rng(seed)

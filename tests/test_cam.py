@@ -31,7 +31,7 @@ def _tkv(cls, bb, x, t, layer, expand):
 
 
 @pytest.mark.parametrize("method,cls", [("gradcam", Gradcam), ("gradcam_pp", GradcamPlusPlus)])
-@pytest.mark.parametrize("layer", [None, "concatenate"])
+@pytest.mark.parametrize("layer", [None, "merge"])
 def test_agrees_with_tf_keras_vis(setup, method, cls, layer):
     bb, x, t = setup
     att = tfxai.get_attributer(method, bb, layer=layer)
@@ -59,14 +59,14 @@ def test_agrees_with_tf_keras_vis(setup, method, cls, layer):
 
 def test_guided_gradcam_is_product(setup):
     bb, x, t = setup
-    gg = tfxai.get_attributer("guided_gradcam", bb, layer="concatenate")
-    cam = tfxai.get_attributer("gradcam", bb, layer="concatenate").attribute(x, t)
+    gg = tfxai.get_attributer("guided_gradcam", bb, layer="merge")
+    cam = tfxai.get_attributer("gradcam", bb, layer="merge").attribute(x, t)
     guided = tfxai.get_attributer("guided_backprop", bb).attribute(x, t)
     out = gg.attribute(x, t)
     assert out.shape == x.shape
     np.testing.assert_allclose(out, cam[..., None] * guided, rtol=1e-4,
                                atol=1e-6 * np.abs(out).max())
-    assert gg.method_params() == {"layer": "concatenate"}
+    assert gg.method_params() == {"layer": "merge"}
 
 
 def test_layer_errors(setup):
@@ -75,7 +75,7 @@ def test_layer_errors(setup):
         with pytest.raises(ValueError, match="not found"):
             tfxai.get_attributer(method, bb, layer="no_such_layer")
         with pytest.raises(ValueError, match="4-D"):
-            tfxai.get_attributer(method, bb, layer="dense")
+            tfxai.get_attributer(method, bb, layer="head")
 
 
 def test_gradcam_pp_closed_form():
