@@ -324,3 +324,12 @@ def test_ray_two_models_one_at_a_time(ray_cluster, tiny_cnn_file, images, tmp_pa
     a, b = _score_table(tmp_path / "local"), _score_table(tmp_path / "ray")
     assert a.keys() == b.keys() and {k[1] for k in a} == {"tiny_cnn", "other_cnn"}
     assert all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)
+
+
+def test_ray_fewer_images_than_workers(ray_cluster, tiny_cnn_file, images, tmp_path):
+    """One image, two workers: one shard on a pool of one actor (the previous warm pool, which
+    holds both CPUs, is released first)."""
+    summary = run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", executor="ray",
+                                 num_workers=2, limit=1, metrics=[]))
+    assert summary.images == 1 and summary.computed == len(METHODS)
+    assert len(_rows(tmp_path / "r" / "predictions.csv")) == 1

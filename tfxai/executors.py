@@ -340,16 +340,19 @@ class _Pool:
                 pass
 
 
-#: warm pools kept between runs on a Ray cluster this module did not start, by (cpus, workers)
+#: the warm pool kept between runs on a Ray cluster this module did not start
 _POOLS: dict[tuple[str, int, int], _Pool] = {}
 
 
 def _get_pool(ray: Any, cfg: RunConfig, workers: int, keep: bool) -> _Pool:
     if not keep:
         return _Pool(ray, cfg.worker_cpus, workers)
-    key = (ray.get_runtime_context().get_job_id(), cfg.worker_cpus, workers)
-    for other in [k for k in _POOLS if k[0] != key[0]]:
-        _POOLS.pop(other)  # a pool of an earlier Ray session
+    ctx = ray.get_runtime_context()  # node ids are random per cluster; job ids restart at 1
+    key = (f"{ctx.get_node_id()}:{ctx.get_job_id()}", cfg.worker_cpus, workers)
+    for other in [k for k in _POOLS if k != key]:
+        old = _POOLS.pop(other)  # one warm pool at a time: its actors hold CPUs
+        if other[0] == key[0]:
+            old.shutdown()
     if key not in _POOLS:
         _POOLS[key] = _Pool(ray, cfg.worker_cpus, workers)
     return _POOLS[key]
