@@ -287,14 +287,62 @@ def _affine_preprocess_layer(fn: Callable[[Any], tf.Tensor]) -> tf.keras.layers.
     return layer
 
 
+def _node_inputs(layer_cfg: dict[str, Any], tensors: dict[str, list[tf.Tensor]]) -> Any:
+    """The call arguments of a layer's single inbound node, or ``None`` while an input is missing."""
+    nodes = layer_cfg["inbound_nodes"]
+    if len(nodes) != 1:
+        raise ModelLoadError(
+            f"layer {layer_cfg['name']!r} is called {len(nodes)} times in the model; shared layers "
+            "cannot be re-attached to a new input"
+        )
+    args, kwargs = [], {}
+    for name, _node, index, *extra in nodes[0]:
+        if name not in tensors:
+            return None
+        args.append(tensors[name][index])
+        kwargs = extra[0] if extra else {}
+    if "keras_tensor" in repr(kwargs).lower():
+        raise ModelLoadError(f"layer {layer_cfg['name']!r} takes tensors as keyword arguments")
+    return (args[0] if len(args) == 1 else args), kwargs
+
+
+def _call_layers(model: tf.keras.Model, x: tf.Tensor) -> tf.Tensor:
+    """Call a single-input functional ``model``'s own layers on ``x``, in graph order.
+
+    Unlike calling the model (a nested sub-model) or ``clone_model`` (which hangs in Keras 2.14
+    when the new input is not an ``Input`` tensor), this re-attaches the same layers, weights
+    included, so the caller's model is flat and Grad-CAM finds its layers by name.
+    """
+    config = model.get_config()
+    if len(config["input_layers"]) != 1 or len(config["output_layers"]) != 1:
+        raise ModelLoadError(f"model {model.name!r}: only single-input, single-output models")
+    tensors: dict[str, list[tf.Tensor]] = {config["input_layers"][0][0]: [x]}
+    pending = [cfg for cfg in config["layers"] if cfg["name"] not in tensors]
+    while pending:
+        waiting = []
+        for cfg in pending:
+            call = _node_inputs(cfg, tensors)
+            if call is None:
+                waiting.append(cfg)
+                continue
+            out = model.get_layer(cfg["name"])(call[0], **call[1])
+            tensors[cfg["name"]] = tf.nest.flatten(out)
+        if len(waiting) == len(pending):
+            raise ModelLoadError(f"model {model.name!r}: cannot order its layers ({waiting[0]['name']!r})")
+        pending = waiting
+    name, _node, index = config["output_layers"][0]
+    return tensors[name][index]
+
+
 def _backbone_classifier(
     model: str, weights: str, num_classes: int, input_size: Sequence[int] | None, seed: int,
     freeze_backbone: bool,
 ) -> tf.keras.Model:
     """A registered backbone or a saved model, cut at its last conv layer, with a new dense head.
 
-    The convolutional part is cloned onto a new 0..255 input (with the preprocessing as a layer),
-    so the result is one flat functional model whose layers Grad-CAM can address by name.
+    The convolutional part's layers are re-attached to a new 0..255 input (with the preprocessing
+    as a layer), so the result is one flat functional model whose layers Grad-CAM can address by
+    name.
     """
     bb = load_model(model, weights=weights, seed=seed)
     base = bb.keras_model
@@ -302,15 +350,21 @@ def _backbone_classifier(
     h, w = (int(v) for v in (input_size or bb.input_size))
     inp = tf.keras.Input((h, w, 3), name="image")
     pre = _affine_preprocess_layer(bb.preprocess_fn)
-    x = pre(inp) if pre is not None else inp
-    clone = tf.keras.models.clone_model(features, input_tensors=x)
-    clone.set_weights(features.get_weights())
-    if freeze_backbone:
-        for layer in clone.layers:
-            layer.trainable = False
+    feats = _call_layers(features, pre(inp) if pre is not None else inp)
+    for layer in features.layers:
+        layer.trainable = not freeze_backbone
+    if pre is not None:
+        pre.trainable = False
     tf.keras.utils.set_random_seed(int(seed))
-    out = _dense_head(clone.outputs[0], num_classes)
-    return tf.keras.Model(inp, out, name=f"{bb.name}_finetuned")
+    out = _dense_head(feats, num_classes)
+    joined = tf.keras.Model(inp, out, name=f"{bb.name}_finetuned")
+    # The re-attached layers still belong to the backbone's graph too (``layer.output`` would be
+    # the old node): a clone gives layers of their own, so ``get_layer(name).output`` works.
+    model = tf.keras.models.clone_model(joined)
+    model.set_weights(joined.get_weights())
+    for layer, src in zip(model.layers, joined.layers, strict=True):
+        layer.trainable = src.trainable
+    return model
 
 
 def build_classifier(
