@@ -216,6 +216,17 @@ def _build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
     return out
 
 
+def _check_backgrounds(atts: dict[str, Attributer], samples: list[Sample]) -> None:
+    """Refuse a SHAP background folder that holds evaluated images (before any work)."""
+    for att in atts.values():
+        check = getattr(att, "check_background_ids", None)
+        if check is not None:
+            try:
+                check([s.path for s in samples])
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+
+
 def _build_metrics(cfg: RunConfig, method: str) -> dict[str, Metric]:
     out = {}
     for name in cfg.metrics:
@@ -451,6 +462,7 @@ def run_attribute(cfg: RunConfig) -> RunSummary:
 
 
 def _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) -> bool:
+    _check_backgrounds(atts, samples)
     pred_done = rd.prediction_keys()
     bar = _progress(len(samples) * len(atts), f"{bb.name} attribute", cfg.progress)
     try:
@@ -550,6 +562,7 @@ def _set_dataset_stats(bb: Backbone, metrics: dict[str, dict[str, Metric]],
 
 
 def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=None) -> bool:
+    _check_backgrounds(atts, samples)
     done = rd.score_keys()
     orphans = rd.orphan_curve_points(done)
     pred_done = rd.prediction_keys()
@@ -587,7 +600,9 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
     todo = {}
     for mname, metric in metrics.items():
         key_tail = (bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json())
-        variants = tuple(metric.variants) or ("",)
+        # metrics whose variants depend on the model (model_randomisation) say so up front
+        variants_for = getattr(metric, "variants_for", None)
+        variants = tuple(variants_for(bb) if variants_for else metric.variants) or ("",)
         pos = np.array([p for p, i in enumerate(ids)
                         if any((i, *key_tail, v) not in done for v in variants)], dtype=int)
         if len(pos):
