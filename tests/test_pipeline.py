@@ -120,25 +120,35 @@ def _run_cli(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
+def _noise_images(folder: Path, n: int, seed: int) -> Path:
+    """``n`` random 32×32 PNG images in ``folder``."""
     from PIL import Image
 
-    folder = tmp_path / "many"
     folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(40):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
             folder / f"im{i:02d}.png")
+    return folder
+
+
+def _wait_for_predictions(out: Path, n: int, timeout: float = 120) -> None:
+    """Wait until ``predictions.csv`` in ``out`` holds at least ``n`` rows."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (out / "predictions.csv").exists() and len(_rows(out / "predictions.csv")) >= n:
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
+    folder = _noise_images(tmp_path / "many", 40, seed=1)
     out = tmp_path / "r"
     args = ["attribute", "--model", str(tiny_cnn_file), "--method", "saliency,gradcam",
             "--images", str(folder), "--out", str(out), "--batch-size", "2", "--no-progress"]
     proc = _run_cli(args)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until some batches are written, then kill hard
-        if (out / "predictions.csv").exists() and len(_rows(out / "predictions.csv")) >= 6:
-            break
-        time.sleep(0.05)
+    _wait_for_predictions(out, 6)  # some batches written: then kill hard
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(_rows(out / "predictions.csv"))
@@ -154,23 +164,12 @@ def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
 
 @pytest.mark.slow
 def test_sigint_stops_after_batch_and_says_how_to_resume(tiny_cnn_file, tmp_path):
-    from PIL import Image
-
-    folder = tmp_path / "many"
-    folder.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(60):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-            folder / f"im{i:02d}.png")
+    folder = _noise_images(tmp_path / "many", 60, seed=2)
     out = tmp_path / "r"
     args = ["attribute", "--model", str(tiny_cnn_file), "--method", "saliency",
             "--images", str(folder), "--out", str(out), "--batch-size", "2", "--no-progress"]
     proc = _run_cli(args)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (out / "predictions.csv").exists() and len(_rows(out / "predictions.csv")) >= 4:
-            break
-        time.sleep(0.05)
+    _wait_for_predictions(out, 4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()

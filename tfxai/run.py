@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tfxai.attribution.base import Attributer, get_attributer
+from tfxai.attribution.base import Attributer, _json_default, get_attributer
 from tfxai.data.dataset import Batch, Sample, discover, iter_batches, shard
 from tfxai.evaluation.base import Metric, MetricOutput, get_metric
 from tfxai.models import Backbone, load_model
@@ -667,14 +667,6 @@ def _split_extra(extras: list[Any] | None, j: int) -> tuple[Any, dict[str, Any] 
     return item, None
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
 def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: MetricOutput):
     ids = prep.ids()
     mp, xp = att.method_params_json(), metric.metric_params_json()
@@ -698,7 +690,7 @@ def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: Met
                          "note": "; ".join(x for x in (note, extra_notes) if x) + recorded})
             curve, info = _split_extra(out.extras.get(variant), j)
             if info:
-                rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=_json_safe)
+                rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=_json_default)
             if curve is not None:
                 keys = ("image_id", "model", "weights", "method", "method_params", "metric",
                         "metric_params")
