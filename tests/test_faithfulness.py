@@ -246,6 +246,36 @@ def test_road_constant_model_area_equals_probability_and_accuracy_measure():
     np.testing.assert_array_equal(acc, [1.0, 0.0])
 
 
+def test_road_threaded_solves_equal_serial_and_are_seeded():
+    """The imputation solves run in a thread pool: same curves for 1 and 3 threads and per seed."""
+    bb = _patch_model()
+    x = np.concatenate([_bright_patch_image(), images(2)])
+    phi = np.random.default_rng(1).normal(size=(3, SIZE, SIZE)).astype(np.float32)
+    t = np.array([0, 0, 0])
+    runs = [tfxai.get_metric("road", percentages=[30, 60, 90], threads=n).evaluate(
+        bb, None, x, t, attributions=phi, seeds=np.array([5, 6, 7])) for n in (1, 3, 3)]
+    for variant in ("morf", "lerf"):
+        np.testing.assert_array_equal(runs[0].values[variant], runs[1].values[variant])
+        assert runs[1].extras[variant] == runs[2].extras[variant]
+    other = tfxai.get_metric("road", percentages=[30, 60, 90]).evaluate(
+        bb, None, x, t, attributions=phi, seeds=np.array([8, 9, 10]))
+    assert other.extras["morf"] != runs[0].extras["morf"]  # the imputation noise follows the seed
+
+
+def test_imputation_solver_matches_a_dense_solve():
+    """The symmetric-mode SuperLU solve equals a dense solve of the same system (noise off)."""
+    from tfxai.evaluation.faithfulness import _imputation_system
+
+    rng = np.random.default_rng(4)
+    img = rng.uniform(0, 255, (12, 13, 3))
+    removed = rng.random((12, 13)) < 0.6
+    removed[0, 0] = False
+    a, c, idx = _imputation_system(removed)
+    dense = np.linalg.solve(a.toarray(), c.toarray() @ img.reshape(-1, 3))
+    out = noisy_linear_impute(img, removed, noise_std=0.0)
+    np.testing.assert_allclose(out.reshape(-1, 3)[idx], dense, atol=1e-3)
+
+
 # --------------------------------------------------------------------------------------- deletion / insertion
 
 

@@ -17,7 +17,9 @@ images (an execution parameter, not recorded).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -251,6 +253,14 @@ def _imputation_system(removed: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, 
     return a, c, flat_idx
 
 
+def _solver_threads(requested: int, jobs: int) -> int:
+    """Worker threads for ``jobs`` independent sparse solves (``requested`` 0: the usable cores)."""
+    if requested <= 0:
+        requested = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    return max(1, min(requested, jobs))
+
+
 def noisy_linear_impute(
     image: np.ndarray, removed: np.ndarray, noise_std: float = 0.01,
     seed: int | Sequence[int] = 0,
@@ -261,9 +271,12 @@ def noisy_linear_impute(
     diagonal 1/12, renormalised at the border), solved jointly for all removed pixels as one sparse
     linear system per image (all channels at once), plus Gaussian noise of std ``noise_std`` in
     [0, 1] units (·255 in 0..255 units). The system is symmetric positive definite and is solved exactly
-    by a sparse LU factorisation (SuperLU, all channels as one multi-column right-hand side): on
-    224×224 images this is as fast as conjugate gradients for scattered masks and several times
-    faster for the contiguous holes of smooth maps (Grad-CAM).
+    by a sparse LU factorisation (SuperLU in symmetric mode: minimum-degree ordering of A + Aᵀ and
+    no pivoting, which is safe for this diagonally dominant SPD matrix; all channels as one
+    multi-column right-hand side). On 224×224 images this is ~1.4× faster than SuperLU's default
+    COLAMD ordering and several times faster than conjugate gradients on the contiguous holes of
+    smooth maps (Grad-CAM). SuperLU releases the GIL, so :class:`Road` runs the solves of a batch
+    in a thread pool.
 
     Args:
         image: (H, W, C) float image in 0..255.
@@ -282,7 +295,9 @@ def noisy_linear_impute(
         return out.astype(np.float32)
     a, c, idx = _imputation_system(mask)
     flat = x.reshape(-1, x.shape[-1])
-    v = spla.splu(a.tocsc(), permc_spec="COLAMD").solve(np.asarray(c @ flat))
+    lu = spla.splu(a.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})
+    v = lu.solve(np.asarray(c @ flat))
     key = [int(seed)] if np.ndim(seed) == 0 else [int(v) for v in seed]
     rng = np.random.default_rng([*key, _SALT_ROAD])
     v += rng.standard_normal(v.shape) * noise_std * 255.0
@@ -305,7 +320,10 @@ class Road(Metric):
     the range (so it is the mean height of the curve, in [0, 1]). The curve, a list of
     ``[percentage, value]``, is stored in ``extras[variant]``. Pixels are ranked by the method's
     default map (channel reduction and absolute value as the method defines); ties are broken by a
-    seeded permutation. All imputed images of a batch go through the model in batched passes.
+    seeded permutation. The imputation solves of a batch (images × percentages) run in a pool of
+    ``threads`` threads (SuperLU releases the GIL; each solve has its own seeded noise, so the result
+    does not depend on the thread count), and all imputed images go through the model in batched
+    passes.
     """
 
     name = "road"
@@ -327,6 +345,8 @@ class Road(Metric):
         "measure": Param("probability", str, "what the model curve follows",
                          choices=("probability", "accuracy")),
         "batch_size": _batch_size,
+        "threads": Param(0, int, "threads for the imputation solves (0: one per CPU core)",
+                         check=lambda v: v >= 0, check_doc="must be >= 0", hashed=False),
     }
 
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
@@ -337,14 +357,21 @@ class Road(Metric):
         for variant in self.variants:
             ranked = order if variant == "morf" else order[:, ::-1]
             imputed = np.empty((n_img, len(pcts), h, w, 3), np.float32)
-            for i in range(n_img):
-                for k, p in enumerate(pcts):
-                    removed = np.zeros(h * w, bool)
-                    removed[ranked[i, : int(round(p / 100 * h * w))]] = True
-                    imputed[i, k] = noisy_linear_impute(
-                        ctx.images[i], removed.reshape(h, w), self.params["noise_std"],
-                        seed=(int(ctx.seeds[i]), k, self.variants.index(variant)),
-                    )
+
+            def impute(job: tuple[int, int], ranked: np.ndarray = ranked,
+                       v_idx: int = self.variants.index(variant)) -> np.ndarray:
+                i, k = job
+                removed = np.zeros(h * w, bool)
+                removed[ranked[i, : int(round(pcts[k] / 100 * h * w))]] = True
+                return noisy_linear_impute(
+                    ctx.images[i], removed.reshape(h, w), self.params["noise_std"],
+                    seed=(int(ctx.seeds[i]), k, v_idx),
+                )
+
+            jobs = [(i, k) for i in range(n_img) for k in range(len(pcts))]
+            with ThreadPoolExecutor(_solver_threads(self.params["threads"], len(jobs))) as pool:
+                for (i, k), image in zip(jobs, pool.map(impute, jobs), strict=True):
+                    imputed[i, k] = image
             scores = batched_scores(
                 ctx.backbone, imputed.reshape(-1, h, w, 3), np.repeat(ctx.targets, len(pcts)),
                 self.params["batch_size"], self.params["measure"],
