@@ -17,6 +17,11 @@ Timings are medians of ``--repeats`` runs after one warm-up (tracing) call; the 
 re-measured next to every method, its runs interleaved with the method's, since the machine may
 be shared.
 
+LIME (issue 4) is measured after the table on the first model of ``--models`` (``--lime-samples``
+samples, 200 by default; 0 skips it) by ``lime_bench.run``: tfxai's LIME against lime's own
+``explain_instance`` on the same model, image, segmentation and seed, and against its floor
+(segmentation + samples × forward time). Targets: ≥ 2× faster than lime, ≤ 1.3× the floor.
+
 Adding a method: append a :class:`Case` to :data:`CASES` (method id, parameters, and the passes
 as a function of the batch size). Methods with a background or other inputs get them from
 :func:`case_params`.
@@ -38,6 +43,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -211,6 +217,22 @@ def _tkv_row(bb: tfxai.Backbone, x: np.ndarray, t: np.ndarray, att: Any, repeats
     }
 
 
+def _lime_row(model: str, samples: int, repeats: int) -> dict[str, Any]:
+    """LIME against lime's explain_instance and against its floor (``lime_bench.run``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import lime_bench
+
+    print(flush=True)
+    r = lime_bench.run(model, samples=samples, repeat=repeats)
+    lime_bench.report(r)
+    return {
+        "model": model, "method": "lime", "batch": 50, "s_per_image": r["tfxai_s"],
+        "floor_s_per_image": r["floor_s"], "ratio": r["ratio_to_floor"], "gradient": False,
+        "note": "; ".join(f"lime ({k}) {v} s, tfxai {r['speedup_vs_lime'][k]}x faster"
+                          for k, v in r["lime_s"].items()),
+    }
+
+
 def _print_row(r: dict[str, Any]) -> None:
     ratio = "" if np.isnan(r["ratio"]) else f"{r['ratio']:5.2f}"
     flag = ""
@@ -228,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-tf-keras-vis", action="store_true")
     ap.add_argument("--csv", default="")
+    ap.add_argument("--lime-samples", type=int, default=200,
+                    help="LIME against lime's explain_instance on the first model (0: skip)")
+    ap.add_argument("--lime-repeats", type=int, default=2)
     args = ap.parse_args(argv)
     wanted = [m for m in args.methods.split(",") if m]
     cases = [c for c in CASES if not wanted or c.method in wanted]
@@ -236,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         rows += bench_model(name, cases, args.batch, args.repeats, not args.no_tf_keras_vis)
         tf.keras.backend.clear_session()
+    if args.lime_samples > 0 and (not wanted or "lime" in wanted):
+        rows.append(_lime_row(args.models.split(",")[0], args.lime_samples, args.lime_repeats))
     if args.csv:
         keys = sorted({k for r in rows for k in r})
         with open(args.csv, "w", newline="") as fh:

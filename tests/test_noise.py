@@ -101,3 +101,26 @@ def test_stochastic_inner_method_seeded():
     b = tfxai.get_attributer("gradient_shap+smoothgrad", bb, batch_size=1, **kw).attribute(
         x, [0, 1])
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+
+
+def test_run_seed_reaches_tunnel_and_its_inner_method(quad):
+    """A run's --seed drives a tunnel around a deterministic method and around a stochastic one;
+    a seed the user gives as a method option wins."""
+    from tfxai.run import RunConfig, _build_attributers
+
+    def built(seed, **method_params):
+        cfg = RunConfig(models=["m"], methods=["saliency+smoothgrad", "integrated_gradients+smoothgrad"],
+                        images=".", seed=seed, method_params=method_params)
+        return _build_attributers(cfg, quad[0])
+
+    a, b = built(5), built(6)
+    assert a["saliency+smoothgrad"].params["seed"] == 5
+    assert a["integrated_gradients+smoothgrad"].params["seed"] == 5
+    assert "seed" not in a["saliency+smoothgrad"].inner.params
+    x, t = quad[2][:1], quad[3][:1]
+    np.testing.assert_array_equal(a["saliency+smoothgrad"].attribute(x, t),
+                                  built(5)["saliency+smoothgrad"].attribute(x, t))
+    assert not np.allclose(a["saliency+smoothgrad"].attribute(x, t),
+                           b["saliency+smoothgrad"].attribute(x, t))
+    own = built(5, **{"saliency+smoothgrad": {"seed": 9}})
+    assert own["saliency+smoothgrad"].params["seed"] == 9

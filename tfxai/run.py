@@ -205,13 +205,9 @@ def _build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if "seed" in att.params and "seed" not in params:
-            inner = getattr(att, "inner", None)
-            if inner is not None and "seed" not in inner.params:
-                # a noise tunnel around a deterministic method: the seed is the tunnel's
-                # (get_attributer would hand it to the inner method); read at attribute time
-                att.params["seed"] = int(cfg.seed)
-            else:
-                att = get_attributer(name, bb, **{**params, "seed": cfg.seed})
+            # stochastic methods and noise tunnels take the run's seed (get_attributer hands a
+            # tunnel's seed to the tunnel, which derives its inner method's seeds from it)
+            att = get_attributer(name, bb, **{**params, "seed": cfg.seed})
         out[name] = att
     return out
 
