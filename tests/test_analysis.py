@@ -436,6 +436,32 @@ def test_accuracy_and_architecture_from_models_csv_by_file(tmp_path):
     }
 
 
+def test_models_csv_beside_the_model_files_is_read_without_copying(tmp_path):
+    """finetune writes models.csv next to its .keras files; results naming those files use it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for stem in ("f20", "f40"):
+        (models / f"{stem}.keras").write_bytes(b"not read")
+    pd.DataFrame({"model": ["f20", "f40"], "accuracy": [0.41, 0.93],
+                  "base_model": ["small_cnn", "small_cnn"]}).to_csv(models / "models.csv", index=False)  # fmt: skip
+    rows = [score_row("x", stem, "g", "iou", 0.1, weights=str((models / f"{stem}.keras").resolve()))
+            for stem in ("f20", "f40")]  # fmt: skip
+    folder = write_results(tmp_path / "r", rows)
+    opts = AnalysisOptions(plots=False, report=False)
+    info = analyse([folder], tmp_path / "o", opts).tables["model_info"].set_index("model_id")
+    assert info["accuracy"].to_dict() == {"f20": 0.41, "f40": 0.93}
+    assert set(info["accuracy_source"]) == {"models.csv"}
+    assert set(info["architecture"]) == {"small_cnn"}
+    # a models.csv inside the results folder wins over the one beside the model files
+    pd.DataFrame({"model": ["f20"], "accuracy": [0.5]}).to_csv(folder / "models.csv", index=False)
+    info = analyse([folder], tmp_path / "o2", opts).tables["model_info"].set_index("model_id")
+    assert info["accuracy"].to_dict() == {"f20": 0.5, "f40": 0.93}
+    # a broken one is a clear error naming the file
+    (models / "models.csv").write_text("accuracy\n0.3\n")
+    with pytest.raises(ResultsError, match=r"models[/\\]models.csv: missing column"):
+        load_results([folder])
+
+
 def test_several_folders_and_weights_make_distinct_models(tmp_path):
     a = write_results(
         tmp_path / "a", [score_row("x", "vgg16", "g", "iou", 0.2, weights="/w/f20.keras")]

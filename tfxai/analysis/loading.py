@@ -9,7 +9,9 @@ A results folder is what ``tfxai attribute`` / ``tfxai evaluate`` write (see DES
   (the ``attributions/`` folder of :class:`tfxai.results.AttributionStore`, or a single ``*.h5`` file).
 
 A folder needs at least one of ``scores.csv`` and ``predictions.csv``; otherwise :class:`ResultsError`
-names the folder. Several folders are concatenated; a ``run`` column records where each row came from.
+names the folder. The ``models.csv`` that ``tfxai finetune`` writes next to its model files is also
+read when the results name those files (their ``weights`` column holds the files' paths), so it need
+not be copied into the results folder; a ``models.csv`` inside a results folder takes precedence. Several folders are concatenated; a ``run`` column records where each row came from.
 """
 
 from __future__ import annotations
@@ -180,6 +182,8 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
         if (folder / STORE_DIR).is_dir():
             stores.append(folder / STORE_DIR)
         stores.extend(sorted(p for p in folder.glob("*.h5") if p.is_file()))
+    models = [*_sibling_models_csv([*scores, *predictions], {p.resolve() for p in paths}),
+              *models]
     return Results(
         scores=normalise_scores(_concat(scores, SCORES_REQUIRED)),
         predictions=normalise_predictions(_concat(predictions, PREDICTIONS_REQUIRED)),
@@ -190,6 +194,33 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
         store_paths=stores,
         runs=runs,
     )
+
+
+def _sibling_models_csv(frames: Sequence[pd.DataFrame], folders: set[Path]) -> list[pd.DataFrame]:
+    """``models.csv`` files beside the model files named in the ``weights`` column of ``frames``.
+
+    ``tfxai finetune`` writes ``models.csv`` (accuracies) next to the ``.keras`` files it trains;
+    results of those models record each file's absolute path as ``weights``. Folders already read
+    as results folders are skipped; an unreadable ``models.csv`` raises :class:`ResultsError`.
+    """
+    found: dict[Path, None] = {}
+    for frame in frames:
+        if "weights" not in frame.columns:
+            continue
+        for value in frame["weights"].dropna().astype(str).unique():
+            if not value or value in ("imagenet", "none", "custom"):
+                continue
+            weights = Path(value)
+            candidate = weights.parent / MODELS_FILE
+            if weights.is_absolute() and weights.is_file() and candidate.is_file():
+                if candidate.parent.resolve() not in folders:
+                    found.setdefault(candidate.resolve())
+    out = []
+    for path in found:
+        frame = read_csv(path, ("model",))
+        frame["run"] = str(path.parent)
+        out.append(frame)
+    return out
 
 
 def read_runs(path: Path, run: str) -> list[dict[str, object]]:
