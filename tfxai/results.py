@@ -34,7 +34,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,23 @@ def _stale(tmp: Path, max_age: float = 3600.0) -> bool:
         return False
 
 
+def _publish(dest: Path, write: Callable[[Path], None]) -> None:
+    """Write a part file atomically: ``write`` fills a temporary name, which is fsynced and
+    renamed to ``dest``. On an ``OSError`` the temporary file is removed and a
+    :class:`ResultsWriteError` naming ``dest`` is raised."""
+    tmp = _tmp_name(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _write_error(dest, exc) from exc
+
+
 @dataclass(frozen=True)
 class StoredItem:
     """One stored attribution (loaded lazily with :meth:`AttributionStore.load`)."""
@@ -366,37 +383,35 @@ class AttributionStore:
         """Write one batch atomically; returns the part file."""
         import h5py
 
-        folder = self._dir(model, weights, method, method_params)
-        path = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
-        tmp = _tmp_name(path)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
+        path = (self._dir(model, weights, method, method_params)
+                / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5")
+        secs = [float("nan")] * len(image_ids) if seconds is None else list(seconds)
+
+        def write(tmp: Path) -> None:
             with h5py.File(tmp, "w") as f:
                 f.attrs.update({
                     "model": model, "weights": weights, "method": method,
                     "method_params": method_params, "format": "tfxai-attributions-1",
                     "run_params": json.dumps(run_params or {}, sort_keys=True, default=str),
                 })
-                secs = [float("nan")] * len(image_ids) if seconds is None else list(seconds)
                 for image_id, arr, t, sec in zip(image_ids, attributions, targets, secs,
                                                  strict=True):
                     ds = f.create_dataset(_enc_id(image_id), data=np.asarray(arr, np.float32),
                                           compression="lzf")
                     ds.attrs["target"] = int(t)
                     ds.attrs["seconds"] = float(sec)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise _write_error(path, exc) from exc
-        if self._index is not None:
-            for image_id, t, sec in zip(image_ids, targets, secs, strict=True):
-                item = StoredItem(model, weights, method, method_params, image_id, int(t), path,
+
+        _publish(path, write)
+        self._remember(StoredItem(model, weights, method, method_params, image_id, int(t), path,
                                   float(sec))
-                self._index[self._key(item)] = item
+                       for image_id, t, sec in zip(image_ids, targets, secs, strict=True))
         return path
+
+    def _remember(self, items: Iterable[StoredItem]) -> None:
+        """Add items just written to the in-memory index (when it has been built)."""
+        if self._index is not None:
+            for item in items:
+                self._index[self._key(item)] = item
 
     # ------------------------------------------------------------------ reading
     @staticmethod
@@ -463,29 +478,20 @@ class AttributionStore:
             dest = folder / part.name
             if dest.exists():  # same name from another source: a fresh name keeps both parts
                 dest = folder / f"part-{int(time.time())}-{uuid.uuid4().hex[:10]}.h5"
-            tmp = _tmp_name(dest)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
+
+            def write(tmp: Path) -> None:
                 if len(names) == len(f):
                     shutil.copyfile(part, tmp)
-                else:
-                    with h5py.File(tmp, "w") as g:
-                        g.attrs.update(dict(f.attrs))
-                        for n in names:
-                            f.copy(f[n], g, name=n)
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, dest)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise _write_error(dest, exc) from exc
-            if self._index is not None:
-                for n in names:
-                    ds = f[n]
-                    item = StoredItem(*key, _dec_id(n), int(ds.attrs.get("target", -1)), dest,
-                                      float(ds.attrs.get("seconds", np.nan)))
-                    self._index[self._key(item)] = item
+                    return
+                with h5py.File(tmp, "w") as g:
+                    g.attrs.update(dict(f.attrs))
+                    for n in names:
+                        f.copy(f[n], g, name=n)
+
+            _publish(dest, write)
+            self._remember(StoredItem(*key, _dec_id(n), int(f[n].attrs.get("target", -1)), dest,
+                                      float(f[n].attrs.get("seconds", np.nan)))
+                           for n in names)
         return len(names)
 
     def clean_temporary(self) -> int:
@@ -575,6 +581,19 @@ class ResultsDir:
         for other in self.resume_from:
             keys |= other.predictions.key_index(PREDICTION_KEY)
         return keys
+
+    def predictions_of(self, model: str, weights: str) -> dict[str, tuple[int, int] | None]:
+        """One model's rows of ``predictions.csv`` here and in ``resume_from``, by image id:
+        ``(label, predicted)`` with label -1 when unknown (None for a row that does not parse).
+
+        A resumed run takes the targets of the images it skips without loading from these.
+        """
+        out: dict[str, tuple[int, int] | None] = {}
+        for table in [self.predictions, *(o.predictions for o in self.resume_from)]:
+            for row in table.iter_rows():
+                if row.get("model") == model and row.get("weights") == weights:
+                    out.setdefault(sys.intern(row.get("image_id") or ""), _label_predicted(row))
+        return out
 
     def score_keys(self) -> KeyIndex:
         """``SCORE_KEY + (variant,)`` tuples of ``scores.csv`` here and in ``resume_from``."""
@@ -710,6 +729,15 @@ def merge_results(
         if not Path(s).is_dir():
             raise ValueError(f"merge: source {str(s)!r} is not a results folder")
     return ResultsMerger(dest, chunk).merge(sources)
+
+
+def _label_predicted(row: dict[str, str]) -> tuple[int, int] | None:
+    """``(label, predicted)`` of a prediction row (label -1 when empty); None if unparsable."""
+    try:
+        label = row.get("label") or ""
+        return (int(label) if label != "" else -1), int(row.get("predicted") or "")
+    except ValueError:
+        return None
 
 
 def _read_lines(path: Path) -> list[str]:
