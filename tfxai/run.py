@@ -8,6 +8,12 @@ Both stream images from disk one batch at a time, skip keys that are already wri
 interrupted run resumes where it stopped), record per-image failures in ``errors.csv`` and go on.
 SIGINT (Ctrl-C) stops cleanly after the batch in flight.
 
+Resume fast path: before loading a batch, each image is checked against the results already
+written — its prediction row (which gives its target) and every attribution (``attribute``) or
+every score row (``evaluate``) the run would write. Only images with work left are loaded and
+predicted; a batch with none is skipped without touching the images or the model. An image that
+failed to load has no prediction row, so it alone is tried again (and its error recorded again).
+
 Executors: ``local`` (default) runs here; ``ray`` (``pip install .[ray]``) splits the images
 into deterministic shards that Ray actors — each holding its models loaded once — run with this
 same local pipeline into per-shard folders, merged atomically into the results folder
@@ -30,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from tfxai.attribution.base import Attributer, _json_default, get_attributer
-from tfxai.data.dataset import Batch, Sample, discover, iter_batches, shard
+from tfxai.data.dataset import Batch, Sample, discover, iter_batches, load_batch, shard
 from tfxai.evaluation.base import Metric, MetricOutput, get_metric
 from tfxai.models import Backbone, load_model
 from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
@@ -261,16 +267,20 @@ class _Prepared:
         return [self.batch.samples[i].image_id for i in self.idx]
 
 
+#: one model's prediction rows by image id: (label or -1, predicted), None if unparsable
+Known = dict[str, tuple[int, int] | None]
+
+
 def _predict_batch(
-    cfg: RunConfig, bb: Backbone, batch: Batch, rd: ResultsDir, pred_done: set, errors: list
+    cfg: RunConfig, bb: Backbone, batch: Batch, rd: ResultsDir, known: Known
 ) -> _Prepared:
+    """Predict a loaded batch, append the prediction rows not yet in ``known`` (and add them)."""
     probs = bb.predict(batch.images, batch_size=cfg.batch_size)
     predicted = probs.argmax(axis=1)
     confidence = probs[np.arange(len(probs)), predicted]
     rows = []
     for i, s in enumerate(batch.samples):
-        key = (s.image_id, bb.name, bb.weights)
-        if key in pred_done:
+        if s.image_id in known:
             continue
         label = int(batch.labels[i])
         rows.append({
@@ -279,13 +289,10 @@ def _predict_batch(
             "confidence": float(confidence[i]),
             "correct": "" if label < 0 else int(label == predicted[i]),
         })
-        pred_done.add(key)
+        known[s.image_id] = (label, int(predicted[i]))
     rd.predictions.append(rows)
     if cfg.target == "label":
         keep = np.flatnonzero(batch.labels >= 0)
-        for i in np.flatnonzero(batch.labels < 0):
-            errors.append(_error_row(batch.samples[i], "target", bb.name,
-                                     "no label for --target label"))
         targets = batch.labels[keep]
     else:
         keep = np.arange(len(batch.samples))
@@ -302,6 +309,16 @@ def _error_row(sample: Sample, stage: str, model: str, error: str, method: str =
 
 def _load_errors(batch: Batch, model: str) -> list[dict[str, Any]]:
     return [_error_row(s, "load", model, msg) for s, msg in batch.errors]
+
+
+def _target_errors(cfg: RunConfig, chunk: list[Sample], labels: dict[str, int],
+                   model: str) -> list[dict[str, Any]]:
+    """With ``--target label``: one error per image of ``chunk`` whose label is unknown (-1)
+    (images absent from ``labels``, which failed to load, have their load error instead)."""
+    if cfg.target != "label":
+        return []
+    return [_error_row(s, "target", model, "no label for --target label")
+            for s in chunk if labels.get(s.image_id, 0) < 0]
 
 
 def _attributions(
@@ -350,6 +367,99 @@ def _attributions(
 
 def _store_params(cfg: RunConfig) -> dict[str, Any]:
     return {"resize": cfg.resize, "target": cfg.target, "seed": cfg.seed}
+
+
+# --------------------------------------------------------------------------------------- resume
+
+#: is the work of an image done, given its id and target (both known without loading it)?
+DoneCheck = Callable[[str, int], bool]
+#: the work of one method on a loaded batch: (method name, attributer, batch, error rows)
+MethodWork = Callable[[str, Attributer, _Prepared, list], None]
+
+
+def _chunks(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
+    """The batches of ``samples``, as :func:`iter_batches` groups them, not loaded."""
+    for i in range(0, len(samples), size):
+        yield samples[i : i + size]
+
+
+def _known_label(sample: Sample, row_label: int) -> int:
+    """The label loading ``sample`` would give, without loading it: its own label unless an
+    annotation file may override it, then the label written with its prediction."""
+    if sample.annotation_path is None or sample.label_source == "csv":
+        return -1 if sample.label is None else int(sample.label)
+    return row_label
+
+
+def _split_done(cfg: RunConfig, chunk: list[Sample], known: Known, is_done: DoneCheck
+                ) -> tuple[list[Sample], dict[str, int]]:
+    """The images of ``chunk`` with work left (to load), and the labels of the others.
+
+    An image is done when it has a prediction row and either no target (``--target label``
+    without a label: only its target error is recorded) or ``is_done`` for its target.
+    """
+    todo: list[Sample] = []
+    labels: dict[str, int] = {}
+    for s in chunk:
+        row = known.get(s.image_id)
+        if row is not None:
+            label = _known_label(s, row[0])
+            target = label if cfg.target == "label" else row[1]
+            if target < 0 or is_done(s.image_id, target):
+                labels[s.image_id] = label
+                continue
+        todo.append(s)
+    return todo, labels
+
+
+def _with_target(cfg: RunConfig, labels: dict[str, int]) -> int:
+    """How many of the images with these labels have a target."""
+    return sum(1 for v in labels.values() if cfg.target != "label" or v >= 0)
+
+
+def _work_left(cfg: RunConfig, samples: list[Sample], known: Known, is_done: DoneCheck) -> bool:
+    return any(_split_done(cfg, chunk, known, is_done)[0]
+               for chunk in _chunks(samples, cfg.batch_size))
+
+
+def _batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], samples: list[Sample],
+                rd: ResultsDir, summary: RunSummary, stop: _Interrupt, on_batch: BatchHook | None,
+                what: str, known: Known, is_done: DoneCheck, skipped_per_image: int,
+                work: MethodWork) -> bool:
+    """The batch loop of ``attribute`` and ``evaluate``; True when stopped by SIGINT.
+
+    Per batch, only the images with work left are loaded and predicted and ``work`` runs on
+    them for each method; a done image counts ``skipped_per_image`` in ``summary.skipped`` and
+    advances the progress bar without being loaded. Error rows go to ``errors.csv`` per batch.
+    """
+    bar = _progress(len(samples) * len(atts), f"{bb.name} {what}", cfg.progress)
+    try:
+        for n, chunk in enumerate(_chunks(samples, cfg.batch_size)):
+            todo, labels = _split_done(cfg, chunk, known, is_done)
+            summary.skipped += _with_target(cfg, labels) * skipped_per_image
+            bar.update((len(chunk) - len(todo)) * len(atts))
+            errors: list[dict[str, Any]] = []
+            prep = None
+            if todo:
+                batch = load_batch(todo, bb.input_size, cfg.resize)
+                errors = _load_errors(batch, bb.name)
+                bar.update(len(batch.errors) * len(atts))
+                if batch.samples:
+                    prep = _predict_batch(cfg, bb, batch, rd, known)
+                    labels.update(zip(batch.image_ids, batch.labels.tolist(), strict=True))
+            errors.extend(_target_errors(cfg, chunk, labels, bb.name))
+            if prep is not None:
+                for name, att in atts.items():
+                    work(name, att, prep, errors)
+                    bar.update(len(prep.batch.samples))
+            _flush_errors(rd, errors, summary)
+            if on_batch is not None:
+                on_batch(bb.name, n)
+            if stop.requested:
+                return True
+    finally:
+        bar.close()
+    return False
 
 
 # --------------------------------------------------------------------------------------- session
@@ -417,21 +527,12 @@ def _run_local(
             bb = session.backbone(model_name)
             atts = session.attributers(bb)
             if command == "attribute":
-                if _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch):
-                    break
-                continue
-            metrics = {m: session.metrics(bb, m) for m in atts}
-            if cfg.annotations is None and any(
-                x.needs_boxes for ms in metrics.values() for x in ms.values()
-            ):
-                summary.notes.append("no --annotations given: localisation metrics are NaN "
-                                     "with note 'no boxes'")
-            if dataset_stats is None:
-                _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log)
+                stopped = _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch)
             else:
-                _set_dataset_stats(bb, metrics, dataset_stats)
-            if stop.requested or _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary,
-                                                  stop, on_batch):
+                metrics = {m: session.metrics(bb, m) for m in atts}
+                stopped = _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop,
+                                          on_batch, log, dataset_stats)
+            if stopped:
                 summary.interrupted = True
                 break
     return summary
@@ -458,37 +559,32 @@ def run_attribute(cfg: RunConfig) -> RunSummary:
 
 
 def _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) -> bool:
+    """Predictions and attributions of one model over the samples; True when interrupted."""
     _check_backgrounds(atts, samples)
-    pred_done = rd.prediction_keys()
-    bar = _progress(len(samples) * len(atts), f"{bb.name} attribute", cfg.progress)
-    try:
-        for n, batch in enumerate(iter_batches(samples, bb.input_size, cfg.batch_size,
-                                               cfg.resize)):
-            errors = _load_errors(batch, bb.name)
-            if batch.samples:
-                prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
-                for name, att in atts.items():
-                    try:
-                        _attributions(cfg, bb, att, prep, np.arange(len(prep.idx)), rd, summary,
-                                      load=False)
-                    except ResultsWriteError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - recorded per image, run goes on
-                        errors.extend(_error_row(batch.samples[i], "attribute", bb.name,
-                                                 f"{type(exc).__name__}: {exc}", name)
-                                      for i in prep.idx)
-                    bar.update(len(batch.samples) + len(batch.errors))
-            else:
-                bar.update(len(batch.errors) * len(atts))
-            _flush_errors(rd, errors, summary)
-            if on_batch is not None:
-                on_batch(bb.name, n)
-            if stop.requested:
-                summary.interrupted = True
-                return True
-    finally:
-        bar.close()
-    return False
+
+    def work(name: str, att: Attributer, prep: _Prepared, errors: list) -> None:
+        try:
+            _attributions(cfg, bb, att, prep, np.arange(len(prep.idx)), rd, summary, load=False)
+        except ResultsWriteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded per image, run goes on
+            errors.extend(_error_row(prep.batch.samples[i], "attribute", bb.name,
+                                     f"{type(exc).__name__}: {exc}", name) for i in prep.idx)
+
+    return _batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "attribute",
+                       rd.predictions_of(bb.name, bb.weights), _attributions_done(rd, bb, atts),
+                       len(atts), work)
+
+
+def _attributions_done(rd: ResultsDir, bb: Backbone, atts: dict[str, Attributer]) -> DoneCheck:
+    """Has an image the attributions of every method for its target (as ``_attributions``)?"""
+    keys = [(att.key, att.method_params_json()) for att in atts.values()]
+
+    def done(image_id: str, target: int) -> bool:
+        return all(rd.find_attribution(bb.name, bb.weights, key, mp, image_id, target)
+                   is not None for key, mp in keys)
+
+    return done
 
 
 def _flush_errors(rd: ResultsDir, errors: list[dict[str, Any]], summary: RunSummary) -> None:
@@ -511,24 +607,31 @@ def run_evaluate(cfg: RunConfig) -> RunSummary:
     return _run_local(cfg, "evaluate")
 
 
+def _dataset_pass_metrics(atts: dict[str, Attributer], metrics: dict[str, dict[str, Metric]]
+                          ) -> list[tuple[str, Metric]]:
+    return [(name, m) for name in atts for m in metrics[name].values() if m.needs_dataset_pass]
+
+
 def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
-                  combine=True) -> dict[tuple[str, str, str], list[Any]]:
+                  combine=True, known: Known | None = None) -> dict[tuple[str, str, str], list[Any]]:
     """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L).
 
-    Returns the per-batch statistics by (model, method, metric); with ``combine`` each metric's
-    ``dataset_stat`` is set from them (Ray combines the lists of all shards instead).
+    Always over all the samples (loaded and predicted), so the statistic does not depend on
+    what is already done. Returns the per-batch statistics by (model, method, metric); with
+    ``combine`` each metric's ``dataset_stat`` is set from them (Ray combines the lists of all
+    shards instead). ``known``: the model's prediction rows (read from ``rd`` when None).
     """
-    todo = [(name, m) for name in atts for m in metrics[name].values() if m.needs_dataset_pass]
+    todo = _dataset_pass_metrics(atts, metrics)
     if not todo:
         return {}
     stats: dict[tuple[str, str, str], list[Any]] = {(bb.name, n, m.name): [] for n, m in todo}
     bar = _progress(len(samples) * len(atts), f"{bb.name} dataset pass", cfg.progress)
-    pred_done = rd.prediction_keys()
+    known = rd.predictions_of(bb.name, bb.weights) if known is None else known
     try:
         for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
             if not batch.samples:
                 continue
-            prep = _predict_batch(cfg, bb, batch, rd, pred_done, [])
+            prep = _predict_batch(cfg, bb, batch, rd, known)
             for name, metric in todo:
                 raw, _ = _attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)), rd,
                                        summary)
@@ -557,30 +660,62 @@ def _set_dataset_stats(bb: Backbone, metrics: dict[str, dict[str, Metric]],
                 metric.dataset_stat = stats[(bb.name, method, metric.name)]
 
 
-def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=None) -> bool:
+def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=None,
+                    log=True, dataset_stats=None) -> bool:
+    """Scores of one model over the samples (after the dataset pass when a metric needs one,
+    or with the ``dataset_stats`` Ray computed over all shards); True when interrupted."""
     _check_backgrounds(atts, samples)
+    if cfg.annotations is None and any(
+        x.needs_boxes for ms in metrics.values() for x in ms.values()
+    ):
+        summary.notes.append("no --annotations given: localisation metrics are NaN "
+                             "with note 'no boxes'")
+    known = rd.predictions_of(bb.name, bb.weights)
     done = rd.score_keys()
+    is_done = _scores_done(bb, atts, metrics, done)
+    first_pass = _dataset_pass_metrics(atts, metrics)
+    if dataset_stats is not None:
+        _set_dataset_stats(bb, metrics, dataset_stats)
+    elif first_pass and _work_left(cfg, samples, known, is_done):
+        _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log, known=known)
+        if stop.requested:
+            return True
+    elif first_pass:  # nothing left to score: the pass would only have reused attributions
+        labels = {s.image_id: _known_label(s, known[s.image_id][0]) for s in samples}
+        summary.skipped += _with_target(cfg, labels) * len(first_pass)
     orphans = rd.orphan_curve_points(done)
-    pred_done = rd.prediction_keys()
-    bar = _progress(len(samples) * len(atts), f"{bb.name} evaluate", cfg.progress)
-    try:
-        for n, batch in enumerate(iter_batches(samples, bb.input_size, cfg.batch_size,
-                                               cfg.resize)):
-            errors = _load_errors(batch, bb.name)
-            if batch.samples:
-                prep = _predict_batch(cfg, bb, batch, rd, pred_done, errors)
-                for name, att in atts.items():
-                    _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans,
-                                     summary, errors)
-                    bar.update(len(batch.samples))
-            _flush_errors(rd, errors, summary)
-            if on_batch is not None:
-                on_batch(bb.name, n)
-            if stop.requested:
-                return True
-    finally:
-        bar.close()
-    return False
+
+    def work(name: str, att: Attributer, prep: _Prepared, errors: list) -> None:
+        _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans, summary, errors)
+
+    per_image = sum(len(metrics[name]) for name in atts)
+    return _batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "evaluate", known,
+                       is_done, per_image, work)
+
+
+def _variants(metric: Metric, bb: Backbone) -> tuple[str, ...]:
+    """The variants a metric writes for this model (model_randomisation's depend on it)."""
+    variants_for = getattr(metric, "variants_for", None)
+    return tuple(variants_for(bb) if variants_for else metric.variants) or ("",)
+
+
+def _score_key_tail(bb: Backbone, att: Attributer, name: str, metric: Metric) -> tuple[str, ...]:
+    """``SCORE_KEY`` without the image id (``variant`` follows)."""
+    return (bb.name, bb.weights, att.key, att.method_params_json(), name,
+            metric.metric_params_json())
+
+
+def _scores_done(bb: Backbone, atts: dict[str, Attributer], metrics: dict[str, dict[str, Metric]],
+                 done: Any) -> DoneCheck:
+    """Has an image every score row (method × metric × variant) the run would write?"""
+    tails = [(*_score_key_tail(bb, att, mname, metric), v)
+             for name, att in atts.items() for mname, metric in metrics[name].items()
+             for v in _variants(metric, bb)]
+
+    def check(image_id: str, target: int) -> bool:
+        return all((image_id, *tail) in done for tail in tails)
+
+    return check
 
 
 def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, errors) -> None:
@@ -591,14 +726,12 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
     only the missing rows are written. ``orphans`` are curve points already written whose score
     row is missing; they are not written twice.
     """
-    mp = att.method_params_json()
     ids = prep.ids()
     todo = {}
     for mname, metric in metrics.items():
-        key_tail = (bb.name, bb.weights, att.key, mp, mname, metric.metric_params_json())
+        key_tail = _score_key_tail(bb, att, mname, metric)
         # metrics whose variants depend on the model (model_randomisation) say so up front
-        variants_for = getattr(metric, "variants_for", None)
-        variants = tuple(variants_for(bb) if variants_for else metric.variants) or ("",)
+        variants = _variants(metric, bb)
         pos = np.array([p for p, i in enumerate(ids)
                         if any((i, *key_tail, v) not in done for v in variants)], dtype=int)
         if len(pos):
