@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from tfxai.cli.options import split_list
 
 from tfxai.analysis import AnalysisOptions, ResultsError
 from tfxai.analysis import analyse as run_analysis
@@ -20,6 +22,13 @@ def _fmt(value: float) -> str:
         "n/a"
         if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:.3f}"
+    )
+
+
+def _share_option(flag: str, default: float, help_text: str) -> Callable[[Callable], Callable]:
+    """A ``--flag`` taking a number in [0, 1] (a probability or a share), default shown."""
+    return click.option(
+        flag, type=click.FloatRange(0.0, 1.0), default=default, show_default=True, help=help_text
     )
 
 
@@ -41,12 +50,8 @@ def _fmt(value: float) -> str:
     default=None,
     help="Output folder. Default: the results folder when one is given, else ./analysis.",
 )
-@click.option(
-    "--high-confidence",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.9,
-    show_default=True,
-    help="Confidence band threshold: high when top-1 probability > this.",
+@_share_option(
+    "--high-confidence", 0.9, "Confidence band threshold: high when top-1 probability > this."
 )
 @click.option(
     "--accuracy",
@@ -60,20 +65,10 @@ def _fmt(value: float) -> str:
     metavar="MODEL=ARCH,...",
     help="Architecture of each model for the within/across-architecture reliability test.",
 )
-@click.option(
-    "--min-pair-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=1.0,
-    show_default=True,
-    help="Reliability: minimum share of method pairs with a preserved order.",
+@_share_option(
+    "--min-pair-share", 1.0, "Reliability: minimum share of method pairs with a preserved order."
 )
-@click.option(
-    "--min-w",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.9,
-    show_default=True,
-    help="Reliability: minimum Kendall's W.",
-)
+@_share_option("--min-w", 0.9, "Reliability: minimum Kendall's W.")
 @click.option(
     "--gallery",
     type=click.IntRange(min=0),
@@ -103,7 +98,7 @@ def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_
             min_pair_share=min_pair_share,
             min_w=min_w,
             gallery=gallery,
-            gallery_images=[s.strip() for s in (gallery_images or "").split(",") if s.strip()],
+            gallery_images=split_list(gallery_images),
             images=images,
             plots=plots,
             report=report,
