@@ -530,6 +530,28 @@ def _update_models_csv(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return new
 
 
+def _load_training_data(
+    model: str,
+    data_dir: str | os.PathLike,
+    input_size: Sequence[int] | None,
+    out_dir: str | os.PathLike,
+    seed: int,
+    progress: bool,
+) -> tuple[FolderData, Path]:
+    """Load ``data_dir`` for training ``model`` and create ``out_dir``.
+
+    The images are resized to ``input_size``, else to a registered model's own input size, else
+    (``small_cnn`` or a model file) to the size of the first image; ``seed`` seeds the split.
+    Returns the data and the output folder.
+    """
+    if input_size is None and str(model).lower() in MODELS:
+        input_size = MODELS[str(model).lower()].input_size
+    data = load_image_folder(data_dir, input_size, seed=seed, progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return data, out
+
+
 def finetune(
     model: str,
     data_dir: str | os.PathLike,
@@ -563,11 +585,7 @@ def finetune(
     """
     fracs = check_fractions(fractions)
     config = TrainConfig(epochs, lr, lr_after, lr_drop_epoch, momentum, batch_size, optimizer)
-    if input_size is None and str(model).lower() in MODELS:
-        input_size = MODELS[str(model).lower()].input_size
-    data = load_image_folder(data_dir, input_size, seed=seed, progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
     (out / "classes.txt").write_text("\n".join(data.classes) + "\n")
     label = _model_label(model)
     rows = []
@@ -760,11 +778,7 @@ def roar(
         raise ValueError(f"target must be 'predicted' or 'label', got {target!r}")
     methods = [m for m in methods if m != RANDOM_METHOD]
     config = TrainConfig(epochs, lr, lr_after, lr_drop_epoch, momentum, batch_size, optimizer)
-    if input_size is None and str(model).lower() in MODELS:
-        input_size = MODELS[str(model).lower()].input_size
-    data = load_image_folder(data_dir, input_size, seed=seed, progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
     path = out / "roar.csv"
     run_seeds = [int(seed) + 1 + i for i in range(int(seeds))]
     fill = _channel_mean(data.x_train)
