@@ -144,6 +144,32 @@ def _derivative_of(f: Any) -> Callable[[tf.Tensor], tf.Tensor] | None:
     return _DERIVATIVES.get(getattr(f, "__name__", ""))
 
 
+#: the input rows' gradient of a paired op from (z_x, z_r, y_x, y_r, dy_x): the input and
+#: reference rows of its input z and output y, and the upstream gradient of the input rows
+_PairedGradient = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def _paired_op(
+    f: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing, input_grad: _PairedGradient
+) -> Callable:
+    """``f`` on the paired batch under ``tf.custom_gradient``: the input rows get
+    ``input_grad(z_x, z_r, y_x, y_r, dy_x)``, the reference rows a zero gradient."""
+
+    @tf.custom_gradient
+    def op(z: tf.Tensor) -> Any:
+        y = f(z)
+
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            zx, zr = pairing.split(z)
+            yx, yr = pairing.split(y)
+            dyx, _ = pairing.split(dy)
+            return _Pairing.join(input_grad(zx, zr, yx, yr, dyx), z)
+
+        return y, grad
+
+    return op
+
+
 def _rescale_op(f: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing) -> Callable:
     """``f`` with the Rescale multiplier (f(z) − f(z'))/(z − z') as its gradient."""
     known = _derivative_of(f)
@@ -156,51 +182,34 @@ def _rescale_op(f: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing) -> Calla
             fz = f(z)
         return tape.gradient(fz, z)
 
-    @tf.custom_gradient
-    def op(z: tf.Tensor) -> Any:
-        y = f(z)
+    def input_grad(zx: tf.Tensor, zr: tf.Tensor, yx: tf.Tensor, yr: tf.Tensor,
+                   dyx: tf.Tensor) -> tf.Tensor:
+        dz = zx - zr
+        small = tf.abs(dz) < EPS_ELEMENTWISE
+        quotient = (yx - yr) / tf.where(small, tf.ones_like(dz), dz)
+        return dyx * tf.where(small, derivative(zx), quotient)
 
-        def grad(dy: tf.Tensor) -> tf.Tensor:
-            zx, zr = pairing.split(z)
-            yx, yr = pairing.split(y)
-            dyx, _ = pairing.split(dy)
-            dz = zx - zr
-            small = tf.abs(dz) < EPS_ELEMENTWISE
-            quotient = (yx - yr) / tf.where(small, tf.ones_like(dz), dz)
-            return _Pairing.join(dyx * tf.where(small, derivative(zx), quotient), z)
-
-        return y, grad
-
-    return op
+    return _paired_op(f, pairing, input_grad)
 
 
 def _maxpool_op(pool: Callable[[tf.Tensor], tf.Tensor], pairing: _Pairing) -> Callable:
     """Max pooling whose multipliers route y − y' to the input's or the reference's argmax."""
 
-    @tf.custom_gradient
-    def op(z: tf.Tensor) -> Any:
-        y = pool(z)
+    def input_grad(zx: tf.Tensor, zr: tf.Tensor, yx: tf.Tensor, yr: tf.Tensor,
+                   dyx: tf.Tensor) -> tf.Tensor:
+        zr = tf.broadcast_to(zr, tf.shape(zx))
+        cross = tf.maximum(yx, yr)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([zx, zr])
+            px, pr = pool(zx), pool(zr)
+        at_x = tape.gradient(px, zx, output_gradients=dyx * (cross - yr))
+        at_r = tape.gradient(pr, zr, output_gradients=dyx * (yx - cross))
+        del tape
+        dz = zx - zr
+        small = tf.abs(dz) < EPS_POOL
+        return tf.where(small, tf.zeros_like(dz), (at_x + at_r) / tf.where(small, 1.0, dz))
 
-        def grad(dy: tf.Tensor) -> tf.Tensor:
-            zx, zr = pairing.split(z)
-            yx, yr = pairing.split(y)
-            dyx, _ = pairing.split(dy)
-            zr = tf.broadcast_to(zr, tf.shape(zx))
-            cross = tf.maximum(yx, yr)
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch([zx, zr])
-                px, pr = pool(zx), pool(zr)
-            at_x = tape.gradient(px, zx, output_gradients=dyx * (cross - yr))
-            at_r = tape.gradient(pr, zr, output_gradients=dyx * (yx - cross))
-            del tape
-            dz = zx - zr
-            small = tf.abs(dz) < EPS_POOL
-            m = tf.where(small, tf.zeros_like(dz), (at_x + at_r) / tf.where(small, 1.0, dz))
-            return _Pairing.join(m, z)
-
-        return y, grad
-
-    return op
+    return _paired_op(pool, pairing, input_grad)
 
 
 def _product_op(pairing: _Pairing) -> Callable:
