@@ -310,8 +310,15 @@ class _InnvestigateBase(Attributer):
         return rel[..., self._channels]
 
 
+class _EpsilonAnalyzer(_InnvestigateBase):
+    """An innvestigate analyzer called with one keyword argument: the ``epsilon`` parameter."""
+
+    def analyzer_spec(self) -> tuple[str, dict[str, Any]]:
+        return self.analyzer, {"epsilon": self.params["epsilon"]}
+
+
 @register
-class LRPEpsilon(_InnvestigateBase):
+class LRPEpsilon(_EpsilonAnalyzer):
     """LRP-ε [Bach et al. 2015]: R_i = Σ_j z_ij / (z_j + ε·sign(z_j)) R_j, biases included."""
 
     name = "lrp_epsilon"
@@ -319,9 +326,6 @@ class LRPEpsilon(_InnvestigateBase):
     analyzer = "lrp.epsilon"
     params_spec = {"epsilon": Param(1e-7, float, "stabiliser ε", check=lambda v: v > 0,
                                     check_doc="must be > 0")}
-
-    def analyzer_spec(self) -> tuple[str, dict[str, Any]]:
-        return self.analyzer, {"epsilon": self.params["epsilon"]}
 
 
 @register
@@ -363,7 +367,7 @@ class LRPAlphaBeta(_InnvestigateBase):
 
 
 @register
-class LRPSequentialPresetA(_InnvestigateBase):
+class LRPSequentialPresetA(_EpsilonAnalyzer):
     """LRP composite preset A [Kohlbrenner et al. 2020]: ε for dense layers, α1β0 for convs."""
 
     name = "lrp_sequential_preset_a"
@@ -371,9 +375,6 @@ class LRPSequentialPresetA(_InnvestigateBase):
     analyzer = "lrp.sequential_preset_a"
     params_spec = {"epsilon": Param(0.1, float, "ε of the dense layers", check=lambda v: v > 0,
                                     check_doc="must be > 0")}
-
-    def analyzer_spec(self) -> tuple[str, dict[str, Any]]:
-        return self.analyzer, {"epsilon": self.params["epsilon"]}
 
 
 @register
