@@ -7,10 +7,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,6 +38,29 @@ def write_voc(path: Path, width: int, height: int, objects: list[tuple[str, int,
     )
 
 
+def write_boxed_images(
+    folder: Path,
+    n: int,
+    seed: int,
+    box: Callable[[np.random.Generator], tuple[int, int, int, int]],
+    stem: str = "img{i}",
+    size: tuple[int, int] = (32, 32),
+) -> Path:
+    """Write ``n`` random RGB PNGs (``size`` = (width, height)) into ``folder``, each with a VOC
+    file holding one tench (n01440764) box; ``stem`` names file i (``"im{i:02d}"``).
+
+    One ``default_rng(seed)`` draws each image and then its box (``box(rng)``, 1-based inclusive
+    (xmin, ymin, xmax, ymax)), so the same arguments always give the same files."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        name = stem.format(i=i)
+        arr = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{name}.png")
+        write_voc(folder / f"{name}.xml", width, height, [("n01440764", *box(rng))])
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_cnn_file(tmp_path_factory) -> Path:
     """A small saved CNN (32×32 RGB, 10 classes, softmax) as a .keras file."""
@@ -58,13 +83,6 @@ def tiny_cnn_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def image_dir(tmp_path) -> Path:
     """Six 40×30 PNG images with VOC boxes (synset names from ImageNet) in one folder."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
     folder = tmp_path / "images"
     folder.mkdir()
-    for i in range(6):
-        arr = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-        Image.fromarray(arr).save(folder / f"img{i}.png")
-        write_voc(folder / f"img{i}.xml", 40, 30, [("n01440764", 5, 5, 20, 25)])
-    return folder
+    return write_boxed_images(folder, 6, seed=0, box=lambda rng: (5, 5, 20, 25), size=(40, 30))

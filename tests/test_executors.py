@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_voc
+from conftest import write_boxed_images
 from tfxai.cli.main import main
 
 from tfxai.results import PREDICTION_KEY, SCORE_KEY, AttributionStore, merge_results
@@ -34,17 +34,14 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    """Twelve 32×32 PNGs with one VOC box each."""
-    from PIL import Image
+    """Twelve 32×32 PNGs with one VOC box each (12×14 px at a random corner)."""
 
-    folder = tmp_path_factory.mktemp("exec_images")
-    rng = np.random.default_rng(3)
-    for i in range(N_IMAGES):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-            folder / f"im{i:02d}.png")
+    def box(rng: np.random.Generator) -> tuple[int, int, int, int]:
         x0, y0 = (int(v) for v in rng.integers(1, 16, 2))
-        write_voc(folder / f"im{i:02d}.xml", 32, 32, [("n01440764", x0, y0, x0 + 12, y0 + 14)])
-    return folder
+        return x0, y0, x0 + 12, y0 + 14
+
+    return write_boxed_images(tmp_path_factory.mktemp("exec_images"), N_IMAGES, seed=3, box=box,
+                              stem="im{i:02d}")
 
 
 def _cfg(model: Path, images: Path, out: Path, **kw) -> RunConfig:

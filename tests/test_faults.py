@@ -37,16 +37,10 @@ ROWS_PER_IMAGE = 2 * 4  # 2 methods × (iou, box_iou "", box_iou "hit", deletion
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    from conftest import write_voc
-    from PIL import Image
+    from conftest import write_boxed_images
 
-    folder = tmp_path_factory.mktemp("fault_images")
-    rng = np.random.default_rng(11)
-    for i in range(N_IMAGES):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-            folder / f"f{i:02d}.png")
-        write_voc(folder / f"f{i:02d}.xml", 32, 32, [("n01440764", 4, 6, 20, 24)])
-    return folder
+    return write_boxed_images(tmp_path_factory.mktemp("fault_images"), N_IMAGES, seed=11,
+                              box=lambda rng: (4, 6, 20, 24), stem="f{i:02d}")
 
 
 def _args(model: Path, images: Path, out: Path) -> list[str]:
