@@ -81,6 +81,16 @@ class Param:
         return value
 
 
+def above(bound: float) -> dict[str, Any]:
+    """``check``/``check_doc`` keyword arguments of a :class:`Param` that must be > ``bound``."""
+    return {"check": lambda v: v > bound, "check_doc": f"must be > {bound}"}
+
+
+def at_least(bound: float) -> dict[str, Any]:
+    """``check``/``check_doc`` keyword arguments of a :class:`Param` that must be >= ``bound``."""
+    return {"check": lambda v: v >= bound, "check_doc": f"must be >= {bound}"}
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(k.__name__ for k in kinds)
@@ -127,10 +137,10 @@ def validate_params(
     return {k: p.validate(owner, k, given.get(k, p.default)) for k, p in spec.items()}
 
 
-SEED_PARAM = Param(0, int, "base random seed", check=lambda v: v >= 0, check_doc="must be >= 0")
+SEED_PARAM = Param(0, int, "base random seed", **at_least(0))
 
 _positive_int = Param(16, int, "images per internal forward/backward chunk",
-                      check=lambda v: v > 0, check_doc="must be > 0", hashed=False)
+                      **above(0), hashed=False)
 
 
 class Attributer:

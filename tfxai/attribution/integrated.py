@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfxai.attribution.base import Attributer, Param, register
+from tfxai.attribution.base import Attributer, Param, above, at_least, register
 from tfxai.attribution.deeplift import gaussian_blur
 from tfxai.attribution.gradients import accumulate_gradients, rows_normal, rows_uniform
 
@@ -41,7 +41,7 @@ _SALT_ALPHA = 0x6A1
 _SALT_NOISE = 0x7E5_0000
 
 _internal_batch = Param(16, int, "images per internal forward/backward pass (memory bound)",
-                        check=lambda v: v > 0, check_doc="must be > 0", hashed=False)
+                        **above(0), hashed=False)
 
 
 def make_baseline(
@@ -121,7 +121,7 @@ class IntegratedGradients(_SeededGradientMethod):
     summary = "(x−x')·mean_k ∇F(x'+k/m(x−x')); baselines black|uniform|gaussian|blur|max_distance [Sundararajan 2017]"
     stochastic = True  # only the uniform and gaussian baselines draw random numbers
     params_spec = {
-        "steps": Param(50, int, "path steps m", check=lambda v: v >= 1, check_doc="must be >= 1"),
+        "steps": Param(50, int, "path steps m", **at_least(1)),
         "baseline": Param("black", str, "baseline x'", choices=BASELINES),
         "rule": Param("riemann_right", str, "quadrature rule", choices=RULES),
         "internal_batch_size": _internal_batch,
@@ -223,11 +223,10 @@ class GradientShap(_SeededGradientMethod):
         "background": Param(None, (str, np.ndarray), "background images: a folder or an array",
                             nullable=True),
         "background_size": Param(None, int, "use the first N background images (sorted by id); None = all",
-                                  nullable=True, check=lambda v: v > 0, check_doc="must be > 0"),
-        "samples": Param(5, int, "samples per background image", check=lambda v: v >= 1,
-                         check_doc="must be >= 1"),
+                                  nullable=True, **above(0)),
+        "samples": Param(5, int, "samples per background image", **at_least(1)),
         "noise": Param(0.0, float, "σ of Gaussian input noise, [0,1] units",
-                       check=lambda v: v >= 0, check_doc="must be >= 0"),
+                       **at_least(0)),
         "internal_batch_size": _internal_batch,
     }
 

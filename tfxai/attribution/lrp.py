@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfxai.attribution.base import Attributer, Param, register
+from tfxai.attribution.base import Attributer, Param, above, at_least, register
 
 __all__ = [
     "InnvestigateWorker",
@@ -283,7 +283,7 @@ class _InnvestigateBase(Attributer):
     map_defaults = {"reduce": "sum", "absolute": False, "scale": "max"}
     base_params: dict[str, Param] = {
         "timeout": Param(900.0, float, "seconds allowed per worker request",
-                         check=lambda v: v > 0, check_doc="must be > 0", hashed=False),
+                         **above(0), hashed=False),
     }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -324,8 +324,7 @@ class LRPEpsilon(_EpsilonAnalyzer):
     name = "lrp_epsilon"
     summary = "LRP-ε (ε=1e-7) via innvestigate [Bach 2015]"
     analyzer = "lrp.epsilon"
-    params_spec = {"epsilon": Param(1e-7, float, "stabiliser ε", check=lambda v: v > 0,
-                                    check_doc="must be > 0")}
+    params_spec = {"epsilon": Param(1e-7, float, "stabiliser ε", **above(0))}
 
 
 @register
@@ -346,10 +345,9 @@ class LRPAlphaBeta(_InnvestigateBase):
     name = "lrp_alpha_beta"
     summary = "LRP-αβ (α=1, β=0) via innvestigate [Bach 2015]"
     params_spec = {
-        "alpha": Param(1.0, float, "weight of positive contributions", check=lambda v: v >= 1,
-                       check_doc="must be >= 1"),
+        "alpha": Param(1.0, float, "weight of positive contributions", **at_least(1)),
         "beta": Param(0.0, float, "weight of negative contributions (α − β = 1)",
-                      check=lambda v: v >= 0, check_doc="must be >= 0"),
+                      **at_least(0)),
     }
 
     def _setup(self) -> None:
@@ -373,8 +371,7 @@ class LRPSequentialPresetA(_EpsilonAnalyzer):
     name = "lrp_sequential_preset_a"
     summary = "LRP composite: ε (dense) + α1β0 (conv) via innvestigate [Kohlbrenner 2020]"
     analyzer = "lrp.sequential_preset_a"
-    params_spec = {"epsilon": Param(0.1, float, "ε of the dense layers", check=lambda v: v > 0,
-                                    check_doc="must be > 0")}
+    params_spec = {"epsilon": Param(0.1, float, "ε of the dense layers", **above(0))}
 
 
 @register

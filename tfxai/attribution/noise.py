@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from tfxai.attribution.base import Attributer, Param, register_tunnel
+from tfxai.attribution.base import Attributer, Param, above, at_least, register_tunnel
 from tfxai.attribution.gradients import rows_normal
 
 __all__ = ["NoiseTunnel", "SmoothGrad", "SmoothGradSq", "VarGrad"]
@@ -43,17 +43,15 @@ class NoiseTunnel(Attributer):
     reduction: ClassVar[str] = ""
     stochastic = True
     params_spec = {
-        "n": Param(10, int, "noisy samples per image", check=lambda v: v >= 1,
-                   check_doc="must be >= 1"),
+        "n": Param(10, int, "noisy samples per image", **at_least(1)),
         "sigma": Param(0.15, float, "noise σ in [0,1] units (σ·255 on 0..255 images)",
-                       check=lambda v: v >= 0, check_doc="must be >= 0"),
+                       **at_least(0)),
         "internal_batch_size": Param(16, int, "noisy images per call of the inner method",
-                                     check=lambda v: v > 0, check_doc="must be > 0",
+                                     **above(0),
                                      hashed=False),
         # listed here so that get_attributer routes them to the tunnel, not the inner method
         "seed": Param(0, int, "base random seed (drives the noise and a stochastic inner method)"),
-        "batch_size": Param(16, int, "images per chunk", check=lambda v: v > 0,
-                            check_doc="must be > 0", hashed=False),
+        "batch_size": Param(16, int, "images per chunk", **above(0), hashed=False),
     }
 
     def __init__(self, inner: Attributer, **params: Any) -> None:

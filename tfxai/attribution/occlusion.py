@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfxai.attribution.base import Attributer, Param, register
+from tfxai.attribution.base import Attributer, Param, above, register
 
 __all__ = ["Occlusion", "window_starts", "occlusion_map"]
 
@@ -90,15 +90,13 @@ class Occlusion(Attributer):
     summary = "mean drop of the target logit when a 16 px patch (stride 8) is filled [Zeiler 2014]"
     map_defaults = {"reduce": "sum", "absolute": False, "scale": "max"}
     params_spec = {
-        "patch": Param(16, int, "patch side in px", check=lambda v: v > 0, check_doc="must be > 0"),
-        "stride": Param(8, int, "window stride in px", check=lambda v: v > 0,
-                        check_doc="must be > 0"),
+        "patch": Param(16, int, "patch side in px", **above(0)),
+        "stride": Param(8, int, "window stride in px", **above(0)),
         "fill": Param("0", (str, int), "patch fill: 0, mean or blur", choices=(*FILLS, 0)),
-        "blur_sigma": Param(10.0, float, "σ in px of fill=blur", check=lambda v: v > 0,
-                            check_doc="must be > 0"),
+        "blur_sigma": Param(10.0, float, "σ in px of fill=blur", **above(0)),
         "score": Param("logit", str, "score whose drop is measured", choices=SCORES),
         "model_batch_size": Param(64, int, "occluded images per forward batch",
-                                  check=lambda v: v > 0, check_doc="must be > 0", hashed=False),
+                                  **above(0), hashed=False),
     }
 
     def _setup(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfxai.attribution.base import Attributer, Param, register
+from tfxai.attribution.base import Attributer, Param, above, register
 
 __all__ = [
     "Shap",
@@ -214,11 +214,11 @@ class Shap(Attributer):
         "layer": Param(None, str, "inner layer for GradientExplainer (default: the input)",
                        nullable=True),
         "nsamples": Param(200, int, "GradientExplainer samples per image",
-                          check=lambda v: v > 0, check_doc="must be > 0"),
+                          **above(0)),
         "background": Param(None, object, "folder of background images, an array, or "
                             "'synthetic' (default)", nullable=True),
         "background_size": Param(50, int, "number of background images",
-                                 check=lambda v: v > 0, check_doc="must be > 0"),
+                                 **above(0)),
         "background_seed": Param(0, int, "seed of the background choice / synthetic fields"),
         "background_resize": Param("squash", str, "resize of background images",
                                    choices=("squash", "crop")),
@@ -226,7 +226,7 @@ class Shap(Attributer):
                            check=lambda v: v > 2, check_doc="must be > 2"),
         "masker": Param("blur(16,16)", str, "shap.maskers.Image mask value (partition)"),
         "model_batch_size": Param(25, int, "images per shap model/gradient batch",
-                                  check=lambda v: v > 0, check_doc="must be > 0", hashed=False),
+                                  **above(0), hashed=False),
     }
 
     # ------------------------------------------------------------------ setup

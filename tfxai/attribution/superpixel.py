@@ -27,7 +27,7 @@ import tensorflow as tf
 from lime.lime_base import LimeBase
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-from tfxai.attribution.base import Attributer, Param, register
+from tfxai.attribution.base import Attributer, Param, above, register
 
 __all__ = ["Lime", "LimeResult", "lime_explain", "lime_kernel", "make_segmenter", "hide_image"]
 
@@ -233,8 +233,7 @@ class Lime(Attributer):
         "kernel_size": Param(4.0, float, "quickshift kernel_size"),
         "max_dist": Param(200.0, float, "quickshift max_dist"),
         "ratio": Param(0.2, float, "quickshift ratio"),
-        "n_segments": Param(50, int, "slic n_segments", check=lambda v: v > 0,
-                            check_doc="must be > 0"),
+        "n_segments": Param(50, int, "slic n_segments", **above(0)),
         "compactness": Param(10.0, float, "slic compactness"),
         "fz_scale": Param(100.0, float, "felzenszwalb scale"),
         "fz_sigma": Param(0.5, float, "felzenszwalb sigma"),
@@ -242,14 +241,14 @@ class Lime(Attributer):
         "hide_color": Param("0", (str, int), "fill of hidden superpixels: 0, mean or blur",
                             choices=(*HIDE_COLORS, 0)),
         "blur_sigma": Param(10.0, float, "σ in px of hide_color=blur",
-                            check=lambda v: v > 0, check_doc="must be > 0"),
+                            **above(0)),
         "kernel_width": Param(0.25, float, "width of lime's exponential kernel",
-                              check=lambda v: v > 0, check_doc="must be > 0"),
+                              **above(0)),
         "top_k": Param(None, int, "keep only the top-k superpixels (Gattas: 5)", nullable=True,
-                       check=lambda v: v > 0, check_doc="must be > 0"),
+                       **above(0)),
         "positive_only": Param(False, bool, "keep only superpixels with positive weight"),
         "model_batch_size": Param(50, int, "perturbed images per forward batch",
-                                  check=lambda v: v > 0, check_doc="must be > 0", hashed=False),
+                                  **above(0), hashed=False),
     }
 
     def _setup(self) -> None:

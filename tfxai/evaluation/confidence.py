@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from tfxai.attribution.base import MAP_REDUCE, Param
+from tfxai.attribution.base import MAP_REDUCE, Param, above
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 from tfxai.evaluation.localisation import degenerate_notes
 
@@ -81,12 +81,11 @@ class _OcclusionConfidence(Metric):
         "fill": Param("zero", str, "occlusion fill: zero (black), mean (per-image channel mean), "
                       "blur (Gaussian)", choices=("zero", "mean", "blur")),
         "blur_sigma": Param(5.0, float, "Gaussian σ in pixels for fill='blur'",
-                            check=lambda v: v > 0, check_doc="must be > 0"),
+                            **above(0)),
         "map_reduce": Param(None, str, "channel reduction of the map (default: the method's)",
                             choices=MAP_REDUCE, nullable=True),
         "map_absolute": Param(None, bool, "take |map| (default: the method's)", nullable=True),
-        "batch_size": Param(32, int, "images per forward pass chunk", check=lambda v: v > 0,
-                            check_doc="must be > 0", hashed=False),
+        "batch_size": Param(32, int, "images per forward pass chunk", **above(0), hashed=False),
     }
 
     def _per_image(self, y: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[str]]:

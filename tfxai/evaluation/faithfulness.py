@@ -28,7 +28,7 @@ import scipy.sparse.linalg as spla
 import tensorflow as tf
 from scipy import ndimage
 
-from tfxai.attribution.base import Param
+from tfxai.attribution.base import Param, above, at_least
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 
 __all__ = [
@@ -45,8 +45,7 @@ _SALT_INFIDELITY = 1_101
 _SALT_ROAD = 1_102
 _SALT_ORDER = 1_103
 
-_batch_size = Param(64, int, "perturbed images per forward pass", check=lambda v: v > 0,
-                    check_doc="must be > 0", hashed=False)
+_batch_size = Param(64, int, "perturbed images per forward pass", **above(0), hashed=False)
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -142,9 +141,8 @@ class Infidelity(Metric):
     stochastic = True
     params_spec = {
         "sigma": Param(0.003, float, "std of the Gaussian perturbation, [0, 1] input units",
-                       check=lambda v: v > 0, check_doc="must be > 0"),
-        "n_perturbations": Param(50, int, "perturbations per image", check=lambda v: v > 0,
-                                 check_doc="must be > 0"),
+                       **above(0)),
+        "n_perturbations": Param(50, int, "perturbations per image", **above(0)),
         "normalize": Param(False, bool, "scale Φ by the optimal β before scoring (Captum)"),
         "batch_size": _batch_size,
     }
@@ -341,12 +339,12 @@ class Road(Metric):
                              check=lambda v: len(v) > 0 and all(0 < p < 100 for p in v),
                              check_doc="must be values in (0, 100)"),
         "noise_std": Param(0.01, float, "imputation noise std, [0, 1] input units",
-                           check=lambda v: v >= 0, check_doc="must be >= 0"),
+                           **at_least(0)),
         "measure": Param("probability", str, "what the model curve follows",
                          choices=("probability", "accuracy")),
         "batch_size": _batch_size,
         "threads": Param(0, int, "threads for the imputation solves (0: one per CPU core)",
-                         check=lambda v: v >= 0, check_doc="must be >= 0", hashed=False),
+                         **at_least(0), hashed=False),
     }
 
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
@@ -395,7 +393,7 @@ class _PixelCurve(Metric):
     needs_model = True
     params_spec = {
         "steps": Param(20, int, "number of steps from 0 % to 100 % of the pixels",
-                       check=lambda v: v > 0, check_doc="must be > 0"),
+                       **above(0)),
         "batch_size": _batch_size,
     }
     #: True: start from the blurred image and insert pixels; False: delete pixels (set to 0)
@@ -465,5 +463,5 @@ class Insertion(_PixelCurve):
     params_spec = {
         **_PixelCurve.params_spec,
         "blur_sigma": Param(5.0, float, "std in pixels of the Gaussian blur of the insertion canvas",
-                            check=lambda v: v > 0, check_doc="must be > 0"),
+                            **above(0)),
     }

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from tfxai.attribution.base import MAP_REDUCE, Param
+from tfxai.attribution.base import MAP_REDUCE, Param, at_least
 from tfxai.data.annotations import boxes_to_masks
 from tfxai.evaluation.base import (
     EvalContext,
@@ -200,7 +200,7 @@ def sigma_threshold(m: np.ndarray, k: float) -> np.ndarray:
 class _GattasIoU(_LocalisationMetric):
     params_spec: ClassVar[dict[str, Param]] = {
         "k": Param(0.5, float, "threshold multiplier: |map| < k·σ(|map|) is set to 0",
-                   check=lambda v: v >= 0, check_doc="must be >= 0"),
+                   **at_least(0)),
         "mask": _MASK_PARAM,
         **_MAP_PARAMS,
     }
@@ -244,7 +244,7 @@ class IoUStar(_GattasIoU):
     params_spec: ClassVar[dict[str, Param]] = {
         **_GattasIoU.params_spec,
         "k": Param(1.0, float, "threshold multiplier: |map| < k·σ(|map|) is set to 0",
-                   check=lambda v: v >= 0, check_doc="must be >= 0"),
+                   **at_least(0)),
     }
 
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
@@ -393,7 +393,7 @@ class PointingGame(_LocalisationMetric):
     summary = "1 if the map's argmax lies in M (± tolerance px); ties: share of tied maxima [Zhang 2018]"
     params_spec: ClassVar[dict[str, Param]] = {
         "tolerance": Param(0, int, "hit radius in pixels around the maximum (Zhang et al.: 15)",
-                           check=lambda v: v >= 0, check_doc="must be >= 0"),
+                           **at_least(0)),
         "ties": Param("mean", str, "tied maxima: mean (share that hit), any, first (raster order)",
                       choices=("mean", "any", "first")),
         "mask": _MASK_PARAM,

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import rankdata
 
-from tfxai.attribution.base import Param
+from tfxai.attribution.base import Param, above
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 from tfxai.evaluation.robustness import ssim
 
@@ -115,7 +115,7 @@ class ModelRandomisation(Metric):
     variants = ("spearman@<layer>", "ssim@<layer>")
     params_spec = {
         "steps": Param(3, int, "number of layers re-initialised, cascading from the top",
-                       check=lambda v: v > 0, check_doc="must be > 0"),
+                       **above(0)),
         "init": Param("layer", str, "re-initialisation: the layer's own initializer or a normal",
                       choices=("layer", "normal")),
     }

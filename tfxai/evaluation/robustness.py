@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfxai.attribution.base import Param
+from tfxai.attribution.base import Param, above
 from tfxai.evaluation import augment as aug
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 
@@ -52,9 +52,8 @@ class _Sensitivity(Metric):
     variants = ("", "relative")
     params_spec = {
         "radius": Param(0.02, float, "L∞ radius of the perturbation, [0, 1] input units",
-                        check=lambda v: v > 0, check_doc="must be > 0"),
-        "n_samples": Param(10, int, "perturbations per image", check=lambda v: v > 0,
-                           check_doc="must be > 0"),
+                        **above(0)),
+        "n_samples": Param(10, int, "perturbations per image", **above(0)),
     }
     reduce: str = "max"
 
@@ -181,7 +180,7 @@ class SSIMAugmentation(Metric):
     variants = tuple(aug.AUGMENTATIONS)
     params_spec = {
         "gate": Param(GATE, float, "max |ΔP| of the target probability for a pair to be compared",
-                      check=lambda v: v > 0, check_doc="must be > 0"),
+                      **above(0)),
     }
 
     @staticmethod
