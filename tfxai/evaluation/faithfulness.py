@@ -352,35 +352,44 @@ class Road(Metric):
         n_img, h, w = len(ctx), *ctx.images.shape[1:3]
         order = _ranked_order(ctx.maps(scale="none"), ctx.seeds)
         out = MetricOutput(values={}, notes={}, extras={})
-        for variant in self.variants:
-            ranked = order if variant == "morf" else order[:, ::-1]
-            imputed = np.empty((n_img, len(pcts), h, w, 3), np.float32)
-
-            def impute(job: tuple[int, int], ranked: np.ndarray = ranked,
-                       v_idx: int = self.variants.index(variant)) -> np.ndarray:
-                i, k = job
-                removed = np.zeros(h * w, bool)
-                removed[ranked[i, : int(round(pcts[k] / 100 * h * w))]] = True
-                return noisy_linear_impute(
-                    ctx.images[i], removed.reshape(h, w), self.params["noise_std"],
-                    seed=(int(ctx.seeds[i]), k, v_idx),
-                )
-
-            jobs = [(i, k) for i in range(n_img) for k in range(len(pcts))]
-            with ThreadPoolExecutor(_solver_threads(self.params["threads"], len(jobs))) as pool:
-                for (i, k), image in zip(jobs, pool.map(impute, jobs), strict=True):
-                    imputed[i, k] = image
-            scores = batched_scores(
-                ctx.backbone, imputed.reshape(-1, h, w, 3), np.repeat(ctx.targets, len(pcts)),
-                self.params["batch_size"], self.params["measure"],
-            ).reshape(n_img, len(pcts))
-            ok = np.isfinite(scores).all(axis=1)
-            out.values[variant] = np.where(ok, curve_auc(pcts / 100, scores), np.nan)
-            out.notes[variant] = _notes_for(ok, "non-finite prediction on an imputed image")
-            out.extras[variant] = [
-                [[float(p), float(s)] for p, s in zip(pcts, row, strict=True)] for row in scores
-            ]
+        threads = _solver_threads(self.params["threads"], n_img * len(pcts))
+        with ThreadPoolExecutor(threads) as pool:
+            for v_idx, variant in enumerate(self.variants):
+                ranked = order if variant == "morf" else order[:, ::-1]
+                imputed = self._imputed(ctx, ranked, pcts, v_idx, pool)
+                scores = batched_scores(
+                    ctx.backbone, imputed.reshape(-1, h, w, 3),
+                    np.repeat(ctx.targets, len(pcts)), self.params["batch_size"],
+                    self.params["measure"],
+                ).reshape(n_img, len(pcts))
+                ok = np.isfinite(scores).all(axis=1)
+                out.values[variant] = np.where(ok, curve_auc(pcts / 100, scores), np.nan)
+                out.notes[variant] = _notes_for(ok, "non-finite prediction on an imputed image")
+                out.extras[variant] = [
+                    [[float(p), float(s)] for p, s in zip(pcts, row, strict=True)]
+                    for row in scores
+                ]
         return out
+
+    def _imputed(self, ctx: EvalContext, ranked: np.ndarray, pcts: np.ndarray, v_idx: int,
+                 pool: ThreadPoolExecutor) -> np.ndarray:
+        """(N, P, H, W, 3): each image with the first p % of its ``ranked`` pixels imputed, for
+        every percentage p; the (image, percentage) solves run in ``pool``."""
+        n_img, h, w = len(ctx), *ctx.images.shape[1:3]
+
+        def impute(job: tuple[int, int]) -> np.ndarray:
+            i, k = job
+            removed = np.zeros(h * w, bool)
+            removed[ranked[i, : int(round(pcts[k] / 100 * h * w))]] = True
+            return noisy_linear_impute(ctx.images[i], removed.reshape(h, w),
+                                       self.params["noise_std"],
+                                       seed=(int(ctx.seeds[i]), k, v_idx))
+
+        jobs = [(i, k) for i in range(n_img) for k in range(len(pcts))]
+        imputed = np.empty((n_img, len(pcts), h, w, 3), np.float32)
+        for (i, k), image in zip(jobs, pool.map(impute, jobs), strict=True):
+            imputed[i, k] = image
+        return imputed
 
 
 # --------------------------------------------------------------------------------------- deletion / insertion
