@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 import warnings
 from typing import Any
 
@@ -181,5 +184,54 @@ def _register_optional() -> None:
 
 _register_optional()
 
+
+# Lines TensorFlow's C++ runtime writes to stderr while it is imported on a machine without a
+# GPU (the CUDA stub of the `tensorflow` wheel, logged before absl logging is initialised; no
+# environment variable silences them). They say nothing to a tfxai user.
+_TF_IMPORT_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
+    r"TF-TRT Warning|oneDNN custom operations are on|cpu_feature_guard\.cc|"
+    r"rebuild TensorFlow with the appropriate compiler flags"
+)
+_TF_FREE_COMMANDS = {"analyse", "merge", "synth", "--help", "-h", "--version"}
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter filtered out of stderr (anything else it
+    writes there is passed on)."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # reported where tfxai imports it
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not _TF_IMPORT_NOISE.search(line)]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
+
+
+def entry() -> None:
+    """The console script: :func:`main`, with a Keras that is not Keras 3 on TensorFlow reported
+    as a usage error (exit 2) instead of a traceback."""
+    from tfxai import BackendError
+
+    if len(sys.argv) > 1 and sys.argv[1] not in _TF_FREE_COMMANDS:
+        _import_tensorflow_quietly()
+    try:
+        main()
+    except BackendError as exc:
+        _echo(f"error: {exc}")
+        sys.exit(EXIT_USAGE)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -6,37 +6,38 @@ import numpy as np
 import tensorflow as tf
 
 import tfxai
+from tfxai.backend import keras
 
-L = tf.keras.layers
+L = keras.layers
 
 
 def _scaled(inp: tf.Tensor) -> tf.Tensor:
     return L.Rescaling(1.0 / 255.0)(inp)
 
 
-def small_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
+def small_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> keras.Model:
     """conv(relu fused) → maxpool → conv → Activation(relu) → avgpool → dense → dense.
 
     Only layers shap's eager DeepExplainer and innvestigate both handle (no batch norm)."""
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     inp = L.Input((size, size, 3))
     x = _scaled(inp)
     x = L.Conv2D(6, 3, padding="same", activation="relu")(x)
     x = L.MaxPooling2D()(x)
     x = L.Conv2D(8, 3, padding="same")(x)
     x = L.Activation("relu", name="conv2_relu")(x)  # innvestigate names its split layers
-    x = L.AveragePooling2D()(x)
+    x = L.AveragePooling2D(2)(x)
     x = L.Flatten()(x)
     x = L.Dense(16, activation="relu")(x)
     out = L.Dense(classes)(x)
-    return tf.keras.Model(inp, out, name="small_cnn")
+    return keras.Model(inp, out, name="small_cnn")
 
 
-def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
+def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> keras.Model:
     """Every layer kind of the five backbones: fused and separate ReLU, ReLU6, batch norm,
     max/avg pooling, add and concatenate merges, swish, a squeeze-and-excitation sigmoid gate
     (Multiply), global pooling, dropout, zero padding, a softmax head."""
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     inp = L.Input((size, size, 3))
     x = _scaled(inp)
     x = L.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.06, 0.07])(x)
@@ -55,14 +56,14 @@ def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
     se = L.Conv2D(4, 1, activation="swish")(se)
     se = L.Conv2D(20, 1, activation="sigmoid")(se)
     x = L.Multiply()([x, se])
-    x = L.AveragePooling2D()(x)
+    x = L.AveragePooling2D(2)(x)
     x = L.Conv2D(12, 1)(x)
     x = L.BatchNormalization()(x)
     x = L.Activation("swish")(x)
     x = L.GlobalMaxPooling2D()(x)
     x = L.Dropout(0.2)(x)
     out = L.Dense(classes, activation="softmax", name="head")(x)
-    model = tf.keras.Model(inp, out, name="zoo_cnn")
+    model = keras.Model(inp, out, name="zoo_cnn")
     # non-trivial batch-norm statistics
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -75,13 +76,9 @@ def zoo_cnn(seed: int = 0, size: int = 16, classes: int = 5) -> tf.keras.Model:
     return model
 
 
-def backbone(model: tf.keras.Model, output: str = "logits") -> tfxai.Backbone:
-    """Wrap a tiny model (identity preprocessing: it takes 0..255 input). Models without a
-    4-D layer name their input layer as the Grad-CAM layer."""
-    try:
-        return tfxai.load_model(model, output=output)
-    except ValueError:
-        return tfxai.load_model(model, output=output, last_conv_layer=model.layers[0].name)
+def backbone(model: keras.Model, output: str = "logits") -> tfxai.Backbone:
+    """Wrap a tiny model (identity preprocessing: it takes 0..255 input)."""
+    return tfxai.load_model(model, output=output)
 
 
 def images(n: int = 3, size: int = 16, seed: int = 0) -> np.ndarray:

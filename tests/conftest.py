@@ -64,17 +64,17 @@ def write_boxed_images(
 @pytest.fixture(scope="session")
 def tiny_cnn_file(tmp_path_factory) -> Path:
     """A small saved CNN (32×32 RGB, 10 classes, softmax) as a .keras file."""
-    import tensorflow as tf
+    from tfxai.backend import keras
 
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((32, 32, 3))
-    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
-    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
-    x = tf.keras.layers.MaxPooling2D()(x)
-    x = tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(10, activation="softmax", name="predictions")(x)
-    model = tf.keras.Model(inp, out, name="tiny_cnn")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    model = keras.Model(inp, out, name="tiny_cnn")
     path = tmp_path_factory.mktemp("models") / "tiny_cnn.keras"
     model.save(path)
     return path

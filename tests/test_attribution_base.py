@@ -27,6 +27,7 @@ from tfxai.attribution.base import (
     to_map,
     validate_params,
 )
+from tfxai.backend import keras
 from tfxai.models import RandomWeightsWarning
 
 SIZE = 32
@@ -36,11 +37,11 @@ CLASSES = 6
 # --------------------------------------------------------------------------------------- fixtures
 
 
-def _tiny_cnn(seed: int, pool: bool) -> tf.keras.Model:
+def _tiny_cnn(seed: int, pool: bool) -> keras.Model:
     """conv → (pool) → conv → relu → GAP → Dense(softmax); the Grad-CAM layer is ``conv2_relu``."""
-    tf.keras.utils.set_random_seed(seed)
-    L = tf.keras.layers
-    inp = tf.keras.Input((SIZE, SIZE, 3))
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((SIZE, SIZE, 3))
     h = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
     if pool:
         h = L.MaxPooling2D(2, name="pool1")(h)
@@ -48,7 +49,7 @@ def _tiny_cnn(seed: int, pool: bool) -> tf.keras.Model:
     h = L.Activation("relu", name="conv2_relu")(h)
     h = L.GlobalAveragePooling2D(name="gap")(h)
     dense = L.Dense(CLASSES, activation="softmax", name="predictions")
-    model = tf.keras.Model(inp, dense(h), name=f"tiny_{'pool' if pool else 'flat'}")
+    model = keras.Model(inp, dense(h), name=f"tiny_{'pool' if pool else 'flat'}")
     # a wider classifier than Glorot's, so that different images get different predicted classes
     kernel = np.random.default_rng(seed).normal(0.0, 1.0, dense.kernel.shape)
     dense.set_weights([kernel.astype(np.float32), np.zeros(CLASSES, np.float32)])
@@ -351,10 +352,10 @@ def test_targets_validation(tiny, images):
 # --------------------------------------------------------------------------------------- saliency
 
 
-def _reference_logits_model(keras_model: tf.keras.Model):
+def _reference_logits_model(keras_model: keras.Model):
     """Logits written by hand: penultimate features @ W + b of the softmax Dense layer."""
     dense = keras_model.layers[-1]
-    features = tf.keras.Model(keras_model.inputs, dense.input)
+    features = keras.Model(keras_model.inputs, dense.input)
     kernel, bias = dense.kernel, dense.bias
 
     def logits(x):
@@ -507,14 +508,14 @@ def test_gradcam_agrees_with_tf_keras_vis_vgg16(vgg16, vgg_image):
 
 def test_attributions_run_the_model_in_inference_mode(images):
     """Dropout and batch norm must act as at inference: repeated calls give identical maps."""
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((SIZE, SIZE, 3))
-    h = tf.keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
-    h = tf.keras.layers.BatchNormalization(name="bn")(h)
-    h = tf.keras.layers.Activation("relu", name="act")(h)
-    h = tf.keras.layers.Dropout(0.5, name="drop")(h)
-    h = tf.keras.layers.GlobalAveragePooling2D()(h)
-    model = tf.keras.Model(inp, tf.keras.layers.Dense(CLASSES, activation="softmax")(h))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Activation("relu", name="act")(h)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(CLASSES, activation="softmax")(h))
     bb = tfxai.load_model(model, preprocess=_scale, last_conv_layer="act")
     for name in ("saliency", "gradcam"):
         att = get_attributer(name, bb)

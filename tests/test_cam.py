@@ -8,10 +8,12 @@ import tensorflow as tf
 from _tiny_models import backbone, corr, images, zoo_cnn
 
 import tfxai
+from tfxai.backend import keras
 
 tkv = pytest.importorskip("tf_keras_vis")
 from tf_keras_vis.gradcam import Gradcam  # noqa: E402
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus  # noqa: E402
+from tf_keras_vis.utils.model_modifiers import ReplaceToLinear  # noqa: E402
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 
@@ -24,7 +26,13 @@ def setup():
 
 
 def _tkv(cls, bb, x, t, layer, expand):
-    viz = cls(bb.logit_model, clone=True)
+    """tf-keras-vis on a model built anew with the same weights (it reaches layers through
+    ``layer.output``, the tensor of the layer's first graph) with its softmax made linear."""
+    model = zoo_cnn(size=32)
+    for a, b in zip(model.weights, bb.keras_model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    viz = cls(model, model_modifier=ReplaceToLinear(), clone=False)
+    layer = model.layers[[lay.name for lay in bb.keras_model.layers].index(layer)].name
     out = viz(CategoricalScore(list(t)), x, penultimate_layer=layer,
               seek_penultimate_conv_layer=False, normalize_cam=False, expand_cam=expand)
     return np.asarray(out)
@@ -81,16 +89,16 @@ def test_layer_errors(setup):
 def test_gradcam_pp_closed_form():
     """Last conv → global average pooling → dense: g = w_kc/(hw) is constant over positions,
     so α = 1/(hw) after normalisation and the map is ReLU(Σ_k ReLU(w_kc) A^k)/(hw)."""
-    tf.keras.utils.set_random_seed(6)
-    L = tf.keras.layers
+    keras.utils.set_random_seed(6)
+    L = keras.layers
     inp = L.Input((8, 8, 3))
     a = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
     out = L.Dense(3, use_bias=False)(L.GlobalAveragePooling2D()(a))
-    model = tf.keras.Model(inp, out)
+    model = keras.Model(inp, out)
     bb = backbone(model)
     x = images(2, size=8)
     w = model.layers[-1].get_weights()[0]
-    acts = tf.keras.Model(inp, a)(x).numpy()
+    acts = keras.Model(inp, a)(x).numpy()
     att = tfxai.get_attributer("gradcam_pp", bb)
     ours = att.layer_map(tf.constant(x), tf.constant([0, 2], tf.int32)).numpy()
     for i, t in enumerate([0, 2]):

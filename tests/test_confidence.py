@@ -11,10 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy import ndimage
 
 import tfxai
+from tfxai.backend import keras
 
 H = W = 8
 S, B = 4.0, -1.0
@@ -31,12 +31,12 @@ def expected_p0(images):
 
 @pytest.fixture(scope="module")
 def backbone():
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((H, W, 3))
-    conv = tf.keras.layers.Conv2D(1, 1, use_bias=False, name="conv")(inp)
-    flat = tf.keras.layers.Flatten()(conv)
-    out = tf.keras.layers.Dense(2, name="dense")(flat)
-    model = tf.keras.Model(inp, out)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((H, W, 3))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, name="conv")(inp)
+    flat = keras.layers.Flatten()(conv)
+    out = keras.layers.Dense(2, name="dense")(flat)
+    model = keras.Model(inp, out)
     model.get_layer("conv").set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32)])
     w = np.zeros((H * W, 2), np.float32)
     left = (np.arange(H * W) % W) < 4

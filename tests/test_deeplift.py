@@ -11,8 +11,9 @@ from _tiny_models import backbone, corr, images, small_cnn, zoo_cnn
 
 import tfxai
 from tfxai.attribution.deeplift import DeepLiftWarning, gaussian_blur
+from tfxai.backend import keras
 
-L = tf.keras.layers
+L = keras.layers
 
 
 def _delta(bb, att, x, t):
@@ -37,10 +38,10 @@ def test_summation_to_delta_on_every_layer_kind(reference):
 
 
 def test_linear_model_closed_form():
-    tf.keras.utils.set_random_seed(4)
+    keras.utils.set_random_seed(4)
     inp = L.Input((4, 4, 3))
     out = L.Dense(3)(L.Flatten()(inp))
-    model = tf.keras.Model(inp, out)
+    model = keras.Model(inp, out)
     bb = backbone(model)
     w = model.layers[-1].get_weights()[0]
     x = images(2, size=4)
@@ -55,7 +56,7 @@ def test_rescale_rule_single_unit():
     inp = L.Input((1, 1, 3))
     dense = L.Dense(1, activation="relu", use_bias=False)
     out = L.Concatenate()([dense(L.Flatten()(inp)), L.Flatten()(inp)[:, :1]])
-    model = tf.keras.Model(inp, out)
+    model = keras.Model(inp, out)
     dense.set_weights([np.array([[1.0], [-2.0], [0.5]], np.float32)])
     bb = backbone(model)
     x = np.array([[[[100.0, 20.0, 10.0]]]], np.float32)  # z = 65 > 0, reference z' = -127.5·0.5
@@ -101,7 +102,7 @@ def test_batch_independent_and_compiled_once():
 def test_unknown_layer_warns():
     inp = L.Input((4, 4, 3))
     x = L.Lambda(lambda v: tf.square(v))(inp)
-    model = tf.keras.Model(inp, L.Dense(2)(L.Flatten()(x)))
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(x)))
     with pytest.warns(DeepLiftWarning, match="lambda"):
         tfxai.get_attributer("deeplift", backbone(model))
 

@@ -302,16 +302,16 @@ def test_ray_usage_errors(tiny_cnn_file, images, tmp_path, monkeypatch):
 
 def test_ray_two_models_one_at_a_time(ray_cluster, tiny_cnn_file, images, tmp_path):
     """Several models: each runs over all actors in turn (an actor holds one model)."""
-    import tensorflow as tf
+    from tfxai.backend import keras
 
-    inp = tf.keras.Input((32, 32, 3))
-    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
-    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(10, activation="softmax")(x)
-    tf.keras.utils.set_random_seed(1)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(10, activation="softmax")(x)
+    keras.utils.set_random_seed(1)
     other = tmp_path / "other_cnn.keras"
-    tf.keras.Model(inp, out).save(other)
+    keras.Model(inp, out).save(other)
     kw = dict(models=[str(tiny_cnn_file), str(other)], methods=["gradcam"], metrics=["iou"],
               method_params={})
     run_evaluate(_cfg(tiny_cnn_file, images, tmp_path / "local", **kw))

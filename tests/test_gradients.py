@@ -18,6 +18,7 @@ from tfxai.attribution.gradients import (
     rows_uniform,
     target_gradients,
 )
+from tfxai.backend import keras
 
 
 def _preprocess(x):
@@ -129,5 +130,5 @@ def test_every_method_on_the_five_backbones():
                 if abs(raw.sum() - delta) > 1e-3 * abs(delta):
                     failures.append(f"{name}/deeplift sum {raw.sum()} != {delta}")
         del bb
-        tf.keras.backend.clear_session()
+        keras.backend.clear_session()
     assert not failures, failures

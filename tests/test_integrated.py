@@ -10,14 +10,15 @@ from PIL import Image
 
 import tfxai
 from tfxai.attribution.integrated import IntegratedGradients, ig_path, make_baseline
+from tfxai.backend import keras
 
-L = tf.keras.layers
+L = keras.layers
 
 
 def _linear():
-    tf.keras.utils.set_random_seed(5)
+    keras.utils.set_random_seed(5)
     inp = L.Input((8, 8, 3))
-    model = tf.keras.Model(inp, L.Dense(3)(L.Flatten()(inp)))
+    model = keras.Model(inp, L.Dense(3)(L.Flatten()(inp)))
     return model, model.layers[-1].get_weights()[0]
 
 

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from lime import lime_image
 
 import tfxai
 from tfxai.attribution.superpixel import lime_explain, make_segmenter
+from tfxai.backend import keras
 
 H = 64
 
 
-def _tiny_model() -> tf.keras.Model:
-    tf.keras.utils.set_random_seed(3)
-    inp = tf.keras.Input((H, H, 3))
-    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
-    x = tf.keras.layers.Conv2D(6, 5, strides=2, activation="relu")(x)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(5, kernel_initializer=tf.keras.initializers.RandomNormal(0, 3))(x)
-    return tf.keras.Model(inp, out)
+def _tiny_model() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((H, H, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(6, 5, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(5, kernel_initializer=keras.initializers.RandomNormal(0, 3))(x)
+    return keras.Model(inp, out)
 
 
 def _image(seed: int = 0) -> np.ndarray:

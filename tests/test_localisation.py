@@ -399,19 +399,18 @@ def test_real_boxes_with_gradcam_on_a_tiny_model():
     """On the 15 real images with their XML boxes: every metric gives values in [0, 1] and, with
     mask="target" and the label as target, no image lacks a box of its class (ImageNet val boxes all
     carry the image's class)."""
-    import tensorflow as tf
-
+    from tfxai.backend import keras
     from tfxai.data import discover, load_batch
 
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((64, 64, 3))
-    x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
-    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    x = tf.keras.layers.MaxPooling2D(4)(x)
-    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(1000)(x)
-    bb = tfxai.load_model(tf.keras.Model(inp, out), output="logits")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(4)(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(1000)(x)
+    bb = tfxai.load_model(keras.Model(inp, out), output="logits")
     batch = load_batch(discover(DATA, annotations=DATA), bb.input_size)
     assert len(batch.images) == 15 and all(b is not None and len(b) for b in batch.boxes)
     att = tfxai.get_attributer("gradcam", bb)

@@ -9,8 +9,9 @@ from _tiny_models import backbone, images, small_cnn
 
 import tfxai
 from tfxai.attribution.base import TUNNELS
+from tfxai.backend import keras
 
-L = tf.keras.layers
+L = keras.layers
 SIZE = 6
 
 
@@ -21,7 +22,7 @@ def quad():
     ct = tf.constant(c)
     inp = L.Input((SIZE, SIZE, 3))
     out = L.Lambda(lambda v: 0.5 * tf.einsum("nhwc,khwc->nk", v * v, ct))(inp)
-    bb = backbone(tf.keras.Model(inp, out))
+    bb = backbone(keras.Model(inp, out))
     x = images(3, size=SIZE)
     t = np.array([0, 1, 1])
     return bb, c, x, t

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfxai
 from tfxai.attribution.occlusion import window_starts
+from tfxai.backend import keras
 
 H, W = 20, 18
 
 
 @pytest.fixture(scope="module")
 def linear():
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((H, W, 3))
-    out = tf.keras.layers.Dense(3, use_bias=True)(tf.keras.layers.Flatten()(inp))
-    model = tf.keras.Model(inp, out)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((H, W, 3))
+    out = keras.layers.Dense(3, use_bias=True)(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, out)
     kernel, bias = model.get_weights()
     return model, kernel, bias
 
@@ -37,7 +37,7 @@ def _expected(image, kernel, target, patch, stride, fill_img):
 
 def _backbone(model):
     # a dense-only model has no conv layer: name any layer for the Grad-CAM default
-    return tfxai.load_model(model, output="logits", last_conv_layer=model.layers[0].name)
+    return tfxai.load_model(model, output="logits")
 
 
 @pytest.mark.parametrize("fill", ["0", "mean"])

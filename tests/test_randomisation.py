@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfxai
+from tfxai.backend import keras
 from tfxai.evaluation.randomisation import spearman_rows, weighted_layers
 
-L = tf.keras.layers
+L = keras.layers
 SIZE = 12
 
 
-def cnn(softmax: bool = False, seed: int = 0) -> tf.keras.Model:
-    tf.keras.utils.set_random_seed(seed)
+def cnn(softmax: bool = False, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
     inp = L.Input((SIZE, SIZE, 3))
     x = L.Rescaling(1 / 255)(inp)
     x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(x)
@@ -23,7 +23,7 @@ def cnn(softmax: bool = False, seed: int = 0) -> tf.keras.Model:
     x = L.Flatten()(x)
     x = L.Dense(8, activation="relu", name="fc")(x)
     out = L.Dense(3, activation="softmax" if softmax else None, name="head")(x)
-    return tf.keras.Model(inp, out)
+    return keras.Model(inp, out)
 
 
 def images(n: int = 3, seed: int = 0) -> np.ndarray:
@@ -53,10 +53,10 @@ def test_weighted_layers_and_dynamic_variants():
 def test_linear_model_randomised_gradient_is_uncorrelated():
     # f = W·x: the saliency map is |W_c|; after re-initialising the only layer it is |W'_c|,
     # independent of |W_c| → rank correlation ≈ 0 (|ρ| < 0.25 for 3·144 values)
-    tf.keras.utils.set_random_seed(1)
+    keras.utils.set_random_seed(1)
     inp = L.Input((SIZE, SIZE, 3))
-    model = tf.keras.Model(inp, L.Dense(3, name="lin")(L.Flatten()(inp)))
-    bb = tfxai.load_model(model, output="logits", last_conv_layer=model.layers[0].name)
+    model = keras.Model(inp, L.Dense(3, name="lin")(L.Flatten()(inp)))
+    bb = tfxai.load_model(model, output="logits")
     sal = tfxai.get_attributer("saliency", bb)
     x = images(2)
     out = tfxai.get_metric("model_randomisation", steps=1).evaluate(bb, sal, x, [0, 2])

@@ -13,30 +13,31 @@ import tensorflow as tf
 
 import tfxai
 from tfxai.attribution.base import Attributer
+from tfxai.backend import keras
 from tfxai.evaluation import MetricInputError
 from tfxai.evaluation.augment import rotate
 from tfxai.evaluation.robustness import SSIMAugmentation, ssim
 
-L = tf.keras.layers
+L = keras.layers
 SIZE = 8
 D = SIZE * SIZE * 3
 
 
-def _wrap(model: tf.keras.Model) -> tfxai.Backbone:
-    return tfxai.load_model(model, output="logits", last_conv_layer=model.layers[0].name)
+def _wrap(model: keras.Model) -> tfxai.Backbone:
+    return tfxai.load_model(model, output="logits")
 
 
 def linear_model(seed: int = 0) -> tfxai.Backbone:
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     inp = L.Input((SIZE, SIZE, 3))
-    return _wrap(tf.keras.Model(inp, L.Dense(3)(L.Flatten()(inp))))
+    return _wrap(keras.Model(inp, L.Dense(3)(L.Flatten()(inp))))
 
 
 def lambda_model(fn, size: int = SIZE) -> tfxai.Backbone:
     """Two logits: [fn(x), 0]."""
     inp = L.Input((size, size, 3))
     z = L.Lambda(lambda x: tf.stack([fn(x), tf.zeros_like(fn(x))], axis=1))(inp)
-    return _wrap(tf.keras.Model(inp, z))
+    return _wrap(keras.Model(inp, z))
 
 
 def half_square_norm() -> tfxai.Backbone:
@@ -214,11 +215,11 @@ def test_ssim_augmentation_variants_and_dataset_pass():
 
 
 def test_ssim_augmentation_with_gmic_filters_on_a_cnn():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     inp = L.Input((24, 24, 3))
     h = L.Conv2D(4, 3, padding="same", activation="relu")(L.Rescaling(1 / 255)(inp))
     out = L.Dense(2)(L.GlobalAveragePooling2D()(h))
-    bb = tfxai.load_model(tf.keras.Model(inp, out), output="logits")
+    bb = tfxai.load_model(keras.Model(inp, out), output="logits")
     w = np.random.default_rng(0).normal(0, 0.05, (4, 2)).astype(np.float32)
     bb.keras_model.layers[-1].set_weights([w, np.zeros(2, np.float32)])  # small logits: ΔP ≈ 0
     cam = tfxai.get_attributer("gradcam", bb)

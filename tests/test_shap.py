@@ -15,20 +15,21 @@ from tfxai.attribution.shapley import (
     normalise_gradient_output,
     synthetic_background,
 )
+from tfxai.backend import keras
 
 H = 16
 
 
 @pytest.fixture(scope="module")
 def bb():
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((H, H, 3))
-    x = tf.keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inp)
-    x = tf.keras.layers.Conv2D(5, 3, activation="relu", name="c2")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(3, name="out")(x)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((H, H, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inp)
+    x = keras.layers.Conv2D(5, 3, activation="relu", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3, name="out")(x)
     # a non-trivial preprocessing: the adapter must explain 0..255 input through it
-    return tfxai.load_model(tf.keras.Model(inp, out), output="logits",
+    return tfxai.load_model(keras.Model(inp, out), output="logits",
                             preprocess=lambda v: tf.convert_to_tensor(v) / 127.5 - 1.0)
 
 
@@ -37,8 +38,8 @@ def _images(n=2, seed=0):
 
 
 def _rgb_model(bb):
-    inp = tf.keras.Input((H, H, 3))
-    return tf.keras.Model(inp, bb.logit_model(tf.keras.layers.Lambda(bb.preprocess)(inp)))
+    inp = keras.Input((H, H, 3))
+    return keras.Model(inp, bb.logit_model(keras.layers.Lambda(bb.preprocess)(inp)))
 
 
 def test_gradient_input_equals_shap(bb):
@@ -69,7 +70,7 @@ def test_gradient_inner_layer_equals_shap_summed_and_upsampled(bb):
     raw = att.attribute(images, targets, seeds=[3])
     assert raw.shape == (1, H, H)
     to_layer = bb.layer_model("c1")
-    head = tf.keras.Model(bb.keras_model.get_layer("c1").output, bb.logit_model.output)
+    head = keras.Model(bb.find_layer("c1").output, bb.logit_model.outputs[0])
     acts = lambda v: to_layer(bb.preprocess(v))[0].numpy()  # noqa: E731
     ref = shap.GradientExplainer(head, acts(bg)).shap_values(acts(images), nsamples=12, rseed=3)
     ref_map = tf.image.resize(ref[0, ..., 1].sum(-1)[None, ..., None], (H, H),
@@ -78,11 +79,10 @@ def test_gradient_inner_layer_equals_shap_summed_and_upsampled(bb):
 
 
 def test_partition_equals_shap():
-    tf.keras.utils.set_random_seed(1)
-    inp = tf.keras.Input((H, H, 3))
-    out = tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(inp))
-    lin = tfxai.load_model(tf.keras.Model(inp, out), output="logits",
-                           last_conv_layer=inp.node.layer.name)
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((H, H, 3))
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(inp))
+    lin = tfxai.load_model(keras.Model(inp, out), output="logits")
     images = _images(1, 4)
     att = tfxai.get_attributer("shap", lin, explainer="partition", max_evals=40,
                                masker="blur(4,4)", model_batch_size=50)

@@ -264,3 +264,42 @@ def test_cli_usage_errors_exit_2(args, message, tiny_data, tmp_path):
     res = CliRunner().invoke(command, argv)
     assert res.exit_code == 2, res.output
     assert message in res.output
+
+
+def _nested_transfer_file(path: Path) -> Path:
+    """A saved Keras 3 transfer-learning model: a functional base nested in a Sequential."""
+    from tfxai.backend import keras
+
+    keras.utils.set_random_seed(0)
+    base_in = keras.Input((24, 24, 3))
+    x = keras.layers.Rescaling(1 / 255)(base_in)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="b_conv")(x)
+    base = keras.Model(base_in, x, name="base")
+    model = keras.Sequential([keras.Input((24, 24, 3)), base,
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(4, activation="softmax")])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("source", ["efficientnetb0", "saved"])
+def test_cli_finetune_keras3_backbone_and_saved_model(source, tiny_data, tmp_path):
+    """`tfxai finetune` puts a new head on a registered Keras application (random weights) and on
+    a saved nested model; the written .keras file loads back and Grad-CAM finds its conv layer."""
+    from click.testing import CliRunner
+
+    model = source if source != "saved" else str(_nested_transfer_file(tmp_path / "base.keras"))
+    args = ["--model", model, "--data", str(tiny_data), "--fractions", "1", "--epochs", "1",
+            "--batch-size", "8", "--out", str(tmp_path / "m"), "--input-size", "64"]
+    if source != "saved":
+        args += ["--weights", "none"]
+    res = CliRunner().invoke(_train_cmds().finetune, args)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "m" / "models.csv")
+    assert len(table) == 1 and 0.0 <= table["accuracy"].iloc[0] <= 1.0
+    bb = tfxai.load_model(tmp_path / "m" / table["file"].iloc[0])
+    assert bb.input_size == (64, 64) and bb.num_classes == 3
+    assert bb.last_conv_layer == ("top_activation" if source != "saved" else "b_conv")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    cam = tfxai.get_attributer("gradcam", bb).attribute(x, [0, 1])
+    assert cam.shape == (2, 64, 64) and np.isfinite(cam).all()

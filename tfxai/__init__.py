@@ -22,7 +22,7 @@ from typing import Any
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Backbone": "tfxai.models",
@@ -35,7 +35,11 @@ _LAZY = {
     "list_metrics": "tfxai.evaluation.base",
 }
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = [*_LAZY, "BackendError", "__version__"]
+
+
+class BackendError(ImportError):
+    """Keras is not Keras 3 on its TensorFlow backend (see :mod:`tfxai.backend`)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -35,6 +35,8 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from tfxai import graph
+from tfxai.backend import keras
 from tfxai.data.images import IMAGE_EXTENSIONS, load_image, resize_image
 from tfxai.models import MODELS, ModelLoadError, load_model
 
@@ -231,16 +233,16 @@ def load_image_folder(
 def build_small_cnn(
     input_size: Sequence[int], num_classes: int, seed: int = 0, width: int = 16,
     batch_norm: bool = True, downsample: int = 1,
-) -> tf.keras.Model:
+) -> keras.Model:
     """A small CNN for fast CPU runs: RGB 0..255 in, softmax out.
 
     ``Rescaling(1/255)`` → 3 × [Conv3×3 (width·2^i) + ReLU, MaxPool 2] → Conv3×3 (4·width) + ReLU
     (``last_conv``, the Grad-CAM layer) → GlobalAveragePooling → Dense(num_classes, softmax).
     """
-    tf.keras.utils.set_random_seed(int(seed))
+    keras.utils.set_random_seed(int(seed))
     h, w = (int(v) for v in input_size)
-    layers = tf.keras.layers
-    inp = tf.keras.Input((h, w, 3), name="image")
+    layers = keras.layers
+    inp = keras.Input((h, w, 3), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
     if downsample > 1:
         x = layers.AveragePooling2D(downsample, name="downsample")(x)
@@ -253,15 +255,15 @@ def build_small_cnn(
             x = layers.Conv2D(width * 2**i, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = layers.Conv2D(4 * width, 3, padding="same", activation="relu", name="last_conv")(x)
-    return tf.keras.Model(inp, _dense_head(x, num_classes), name=SMALL_CNN)
+    return keras.Model(inp, _dense_head(x, num_classes), name=SMALL_CNN)
 
 
 def _dense_head(features: tf.Tensor, num_classes: int) -> tf.Tensor:
-    x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
-    return tf.keras.layers.Dense(int(num_classes), activation="softmax", name="predictions")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    return keras.layers.Dense(int(num_classes), activation="softmax", name="predictions")(x)
 
 
-def _affine_preprocess_layer(fn: Callable[[Any], tf.Tensor]) -> tf.keras.layers.Layer | None:
+def _affine_preprocess_layer(fn: Callable[[Any], tf.Tensor]) -> keras.layers.Layer | None:
     """The backbone's ``preprocess_input`` as a frozen per-pixel ``Dense(3)`` (None for identity).
 
     Every Keras ``preprocess_input`` mode (caffe, torch, tf) is affine per pixel — possibly with a
@@ -281,63 +283,16 @@ def _affine_preprocess_layer(fn: Callable[[Any], tf.Tensor]) -> tf.keras.layers.
         )
     if np.allclose(kernel, np.eye(3)) and np.allclose(bias, 0.0):
         return None
-    layer = tf.keras.layers.Dense(3, name="preprocess", trainable=False)
+    layer = keras.layers.Dense(3, name="preprocess", trainable=False)
     layer.build((None, None, None, 3))
     layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return layer
 
 
-def _node_inputs(layer_cfg: dict[str, Any], tensors: dict[str, list[tf.Tensor]]) -> Any:
-    """The call arguments of a layer's single inbound node, or ``None`` while an input is missing."""
-    nodes = layer_cfg["inbound_nodes"]
-    if len(nodes) != 1:
-        raise ModelLoadError(
-            f"layer {layer_cfg['name']!r} is called {len(nodes)} times in the model; shared layers "
-            "cannot be re-attached to a new input"
-        )
-    args, kwargs = [], {}
-    for name, _node, index, *extra in nodes[0]:
-        if name not in tensors:
-            return None
-        args.append(tensors[name][index])
-        kwargs = extra[0] if extra else {}
-    if "keras_tensor" in repr(kwargs).lower():
-        raise ModelLoadError(f"layer {layer_cfg['name']!r} takes tensors as keyword arguments")
-    return (args[0] if len(args) == 1 else args), kwargs
-
-
-def _call_layers(model: tf.keras.Model, x: tf.Tensor) -> tf.Tensor:
-    """Call a single-input functional ``model``'s own layers on ``x``, in graph order.
-
-    Unlike calling the model (a nested sub-model) or ``clone_model`` (which hangs in Keras 2.14
-    when the new input is not an ``Input`` tensor), this re-attaches the same layers, weights
-    included, so the caller's model is flat and Grad-CAM finds its layers by name.
-    """
-    config = model.get_config()
-    if len(config["input_layers"]) != 1 or len(config["output_layers"]) != 1:
-        raise ModelLoadError(f"model {model.name!r}: only single-input, single-output models")
-    tensors: dict[str, list[tf.Tensor]] = {config["input_layers"][0][0]: [x]}
-    pending = [cfg for cfg in config["layers"] if cfg["name"] not in tensors]
-    while pending:
-        waiting = []
-        for cfg in pending:
-            call = _node_inputs(cfg, tensors)
-            if call is None:
-                waiting.append(cfg)
-                continue
-            out = model.get_layer(cfg["name"])(call[0], **call[1])
-            tensors[cfg["name"]] = tf.nest.flatten(out)
-        if len(waiting) == len(pending):
-            raise ModelLoadError(f"model {model.name!r}: cannot order its layers ({waiting[0]['name']!r})")
-        pending = waiting
-    name, _node, index = config["output_layers"][0]
-    return tensors[name][index]
-
-
 def _backbone_classifier(
     model: str, weights: str, num_classes: int, input_size: Sequence[int] | None, seed: int,
     freeze_backbone: bool,
-) -> tf.keras.Model:
+) -> keras.Model:
     """A registered backbone or a saved model, cut at its last conv layer, with a new dense head.
 
     The convolutional part's layers are re-attached to a new 0..255 input (with the preprocessing
@@ -345,26 +300,19 @@ def _backbone_classifier(
     name.
     """
     bb = load_model(model, weights=weights, seed=seed)
-    base = bb.keras_model
-    features = tf.keras.Model(base.inputs, base.get_layer(bb.last_conv_layer).output)
+    if bb.last_conv_layer is None:
+        raise ModelLoadError(f"model {bb.name!r} has no conv layer to put a new head on")
+    features = keras.Model(bb.graph.input, bb.find_layer(bb.last_conv_layer).output)
     h, w = (int(v) for v in (input_size or bb.input_size))
-    inp = tf.keras.Input((h, w, 3), name="image")
+    inp = keras.Input((h, w, 3), name="image")
     pre = _affine_preprocess_layer(bb.preprocess_fn)
-    feats = _call_layers(features, pre(inp) if pre is not None else inp)
+    feats = graph.flatten(features, inputs=pre(inp) if pre is not None else inp).output
     for layer in features.layers:
         layer.trainable = not freeze_backbone
     if pre is not None:
         pre.trainable = False
-    tf.keras.utils.set_random_seed(int(seed))
-    out = _dense_head(feats, num_classes)
-    joined = tf.keras.Model(inp, out, name=f"{bb.name}_finetuned")
-    # The re-attached layers still belong to the backbone's graph too (``layer.output`` would be
-    # the old node): a clone gives layers of their own, so ``get_layer(name).output`` works.
-    model = tf.keras.models.clone_model(joined)
-    model.set_weights(joined.get_weights())
-    for layer, src in zip(model.layers, joined.layers, strict=True):
-        layer.trainable = src.trainable
-    return model
+    keras.utils.set_random_seed(int(seed))
+    return keras.Model(inp, _dense_head(feats, num_classes), name=f"{bb.name}_finetuned")
 
 
 def build_classifier(
@@ -374,7 +322,7 @@ def build_classifier(
     weights: str | None = None,
     seed: int = 0,
     freeze_backbone: bool = False,
-) -> tf.keras.Model:
+) -> keras.Model:
     """A trainable classifier: ``small_cnn`` (from scratch), or a backbone with a new dense head.
 
     Args:
@@ -433,10 +381,10 @@ class TrainConfig:
         if int(self.lr_drop_epoch) < 0:
             raise ValueError(f"lr_drop_epoch must be >= 0, got {self.lr_drop_epoch!r}")
 
-    def make_optimizer(self) -> tf.keras.optimizers.Optimizer:
+    def make_optimizer(self) -> keras.optimizers.Optimizer:
         if self.optimizer == "adam":
-            return tf.keras.optimizers.Adam(learning_rate=self.lr)
-        return tf.keras.optimizers.SGD(learning_rate=self.lr, momentum=self.momentum)
+            return keras.optimizers.Adam(learning_rate=self.lr)
+        return keras.optimizers.SGD(learning_rate=self.lr, momentum=self.momentum)
 
     def learning_rate(self, epoch: int) -> float:
         """``lr`` for the first ``lr_drop_epoch`` epochs (0-based ``epoch < lr_drop_epoch``), then ``lr_after``."""
@@ -444,19 +392,19 @@ class TrainConfig:
 
 
 def train_classifier(
-    model: tf.keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int = 0
-) -> tf.keras.Model:
+    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int = 0
+) -> keras.Model:
     """Train ``model`` in place with SGD + momentum (or Adam) on sparse categorical cross-entropy.
 
-    Shuffling is seeded (``tf.keras.utils.set_random_seed(seed)``); the learning rate follows
+    Shuffling is seeded (``keras.utils.set_random_seed(seed)``); the learning rate follows
     :meth:`TrainConfig.learning_rate`.
     """
-    tf.keras.utils.set_random_seed(int(seed))
+    keras.utils.set_random_seed(int(seed))
     model.compile(
         optimizer=config.make_optimizer(),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
     )
-    schedule = tf.keras.callbacks.LearningRateScheduler(lambda epoch, _lr: config.learning_rate(epoch))
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _lr: config.learning_rate(epoch))
     model.fit(
         np.asarray(x, np.float32), np.asarray(y, np.int64), batch_size=config.batch_size,
         epochs=config.epochs, shuffle=True, verbose=0, callbacks=[schedule],
@@ -476,7 +424,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 
 
 def evaluate_classifier(
-    model: tf.keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 64
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 64
 ) -> tuple[float, float]:
     """``(accuracy, macro_f1)`` of ``model`` on ``(x, y)``."""
     x = np.asarray(x, np.float32)
@@ -604,7 +552,7 @@ def finetune(
             "fraction": fraction, "n_train": len(idx), "n_test": len(data.y_test),
             "accuracy": acc, "macro_f1": f1, "epochs": config.epochs, "seed": seed,
         })
-        tf.keras.backend.clear_session()
+        keras.backend.clear_session()
     _update_models_csv(out / "models.csv", rows)
     return pd.DataFrame(rows, columns=list(MODELS_CSV_COLUMNS))
 
@@ -677,7 +625,7 @@ def roar_mask(
 
 
 def attribution_scores(
-    model: tf.keras.Model,
+    model: keras.Model,
     method: str,
     images: np.ndarray,
     targets: np.ndarray | None = None,
@@ -732,7 +680,7 @@ def _retrain_accuracy(
     net = build_classifier(model, data.num_classes, data.input_size, weights, seed)
     train_classifier(net, x_train, data.y_train, config, seed)
     acc, _ = evaluate_classifier(net, x_test, data.y_test)
-    tf.keras.backend.clear_session()
+    keras.backend.clear_session()
     return acc
 
 

@@ -26,7 +26,9 @@ def layer_activations_and_gradients(
     """Activations A of ``layer`` (N, h, w, K) and ∂logit_target/∂A in one forward/backward."""
     model = backbone.layer_model(layer)
     with tf.GradientTape() as tape:
-        acts, logits = model(backbone.preprocess(x), training=False)
+        x_pre = backbone.preprocess(x)
+        tape.watch(x_pre)  # so that A is on the tape even where no weight precedes it
+        acts, logits = model(x_pre, training=False)
         score = tf.gather(logits, targets, batch_dims=1)
     return acts, tape.gradient(score, acts)
 

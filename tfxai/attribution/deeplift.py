@@ -23,7 +23,8 @@ logit ``F``. The backbone's preprocessing is treated through its gradient, exact
 registered ``preprocess_input`` is affine.
 
 Implementation (TF2, eager-compatible, no graph-mode gradient override): the logit model is
-cloned (layers shared, weights not copied) with each nonlinearity replaced by a layer running
+rebuilt as one flat graph (:meth:`tfxai.models.Backbone.rewrite`: layers shared, weights not
+copied, nested sub-models included) with each nonlinearity replaced by a layer running
 the same forward computation under ``tf.custom_gradient``. The model is run once on the paired
 batch ``[x_1..x_N; x'_1..x'_R]`` (R = 1 when all images share the reference, as for the black
 default, else R = N), and each custom gradient reads its partner rows from the same batch to form
@@ -44,16 +45,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, Param, register
-from tfxai.attribution.guided import (
-    ElementwiseOverride,
-    FusedActivation,
-    is_plain_relu,
-    rewrite_model,
-)
+from tfxai.attribution.guided import ElementwiseOverride, is_plain_relu
+from tfxai.backend import keras
+from tfxai.graph import FusedActivation
 
 __all__ = ["DeepLift", "deeplift_rewrite", "gaussian_blur", "DeepLiftWarning"]
 
-layers = tf.keras.layers
+layers = keras.layers
 
 #: below this |Δz| the ordinary derivative replaces the difference quotient
 EPS_ELEMENTWISE = 1e-6
@@ -252,12 +250,16 @@ class _PoolOverride(layers.Layer):
 
 
 class _MultiplyOverride(layers.Layer):
-    def __init__(self, inner: layers.Layer, pairing: _Pairing) -> None:
+    def __init__(self, inner: layers.Layer, pairing: _Pairing, unknown: list[str]) -> None:
         super().__init__(name=f"{inner.name}_deeplift")
         self.inner = inner
         self.op = _product_op(pairing)
+        self.unknown = unknown
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        if len(inputs) != 2:  # seen when the rewrite first calls the layer, symbolically
+            self.unknown.append(f"{self.inner.name} (Multiply of more than two inputs)")
+            return self.inner(inputs)
         a, b = inputs
         return self.op(a, b)
 
@@ -269,24 +271,21 @@ def _is_linear_activation(fn: Any) -> bool:
     return fn is None or getattr(fn, "__name__", "") == "linear"
 
 
-def deeplift_rewrite(model: tf.keras.Model, single_reference: bool = True,
-                     warn: bool = True) -> tf.keras.Model:
-    """Clone ``model`` (layers shared) with the Rescale-rule custom gradients.
+def deeplift_rewrite(backbone: Any, single_reference: bool = True,
+                     warn: bool = True) -> keras.Model:
+    """The backbone's logit model (layers shared) with the Rescale-rule custom gradients.
 
-    The clone must be called on a paired batch: the inputs followed by their reference rows
-    (one reference row when ``single_reference``, else one per input, in the same order).
+    The rewritten model must be called on a paired batch: the inputs followed by their reference
+    rows (one reference row when ``single_reference``, else one per input, in the same order).
     """
     pairing = _Pairing(single_reference)
     unknown: list[str] = []
 
-    def layer_fn(layer: layers.Layer) -> layers.Layer | None:
+    def replace(layer: Any) -> Any:
         if isinstance(layer, _MAX_POOLS):
             return _PoolOverride(layer, pairing)
         if isinstance(layer, layers.Multiply):
-            if not (isinstance(layer.input, list) and len(layer.input) == 2):
-                unknown.append(f"{layer.name} (Multiply of more than two inputs)")
-                return None
-            return _MultiplyOverride(layer, pairing)
+            return _MultiplyOverride(layer, pairing, unknown)
         if isinstance(layer, _ELEMENTWISE_LAYERS):
             if isinstance(layer, layers.Activation) and _is_linear_activation(layer.activation):
                 return None
@@ -304,12 +303,10 @@ def deeplift_rewrite(model: tf.keras.Model, single_reference: bool = True,
                 unknown.append(f"{layer.name} (fused softmax)")
                 return None
             return FusedActivation(layer, _rescale_op(act, pairing))
-        if isinstance(layer, tf.keras.Model):
-            return None  # handled recursively by rewrite_model
         unknown.append(f"{layer.name} ({type(layer).__name__})")
         return None
 
-    new = rewrite_model(model, layer_fn)
+    new = backbone.rewrite(replace, "deeplift")
     if unknown and warn:
         warnings.warn(
             f"deeplift: layer(s) {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''} "
@@ -367,7 +364,7 @@ class DeepLift(Attributer):
     def _setup(self) -> None:
         self._single = self.params["reference"] != "blur"
         #: the rewritten logit model (built once, cached on the attributer)
-        self.model = deeplift_rewrite(self.backbone.logit_model, self._single)
+        self.model = deeplift_rewrite(self.backbone, self._single)
         self._fn = self.compile(self._core)
 
     def reference(self, x: tf.Tensor) -> tf.Tensor:

@@ -9,15 +9,16 @@
   max-pooling is the usual gradient (it routes the signal to the forward argmax).
 
 How the rewrite works (eager TF2, no graph-mode ``gradient_override_map``): the backbone's
-logit model is cloned with :func:`rewrite_model`, which keeps every layer object (the weights are
-shared, nothing is copied) except the ReLU-like ones, which are replaced by layers computing the
-same forward value with a custom gradient:
+model is rebuilt as one flat graph (:meth:`tfxai.models.Backbone.rewrite`), which keeps every
+layer object (the weights are shared, nothing is copied) except the ReLU-like ones, which are
+replaced by layers computing the same forward value with a custom gradient:
 
 * separate ``Activation('relu'|'relu6')`` layers and ``ReLU`` layers (any ``max_value`` or
   ``threshold``, but only ``negative_slope == 0``);
 * ReLUs fused in a layer (``Conv2D(..., activation="relu")``, ``Dense``, ``DepthwiseConv2D``...):
   the layer is wrapped so that its linear part runs first, then the custom-gradient ReLU;
-* nested functional/sequential sub-models are rewritten recursively.
+* the layers of nested functional/sequential sub-models are rewritten too; a subclassed
+  sub-model cannot be reached, and the rewrite refuses it with a message naming it.
 
 Other activations (swish and sigmoid of EfficientNet, leaky ReLU, ELU, tanh...) are left alone:
 their gradient is the ordinary one. On EfficientNetB0, which has no ReLU, guided backprop and
@@ -26,7 +27,6 @@ deconvnet therefore equal the plain gradient (saliency).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, register
+from tfxai.backend import keras
+from tfxai.graph import FusedActivation
 
 __all__ = [
-    "rewrite_model",
     "relu_kind",
     "relu_rewrite",
     "GuidedBackprop",
@@ -44,43 +45,12 @@ __all__ = [
     "FusedActivation",
 ]
 
-layers = tf.keras.layers
+layers = keras.layers
 
 _RELU_NAMES = ("relu", "relu6")
-# Swapping the activation of a shared layer during its call is guarded so two threads that
-# trace through the same layer cannot interleave.
-_SWAP_LOCK = threading.RLock()
 
 
 # --------------------------------------------------------------------------------------- rewrite
-
-
-class FusedActivation(layers.Layer):
-    """Run ``inner`` (a layer with a fused ``activation``) linearly, then ``activation``.
-
-    The inner layer keeps its weights (shared, not copied): during the call its ``activation``
-    attribute is set to linear, the layer is called, and the attribute is restored.
-    """
-
-    def __init__(self, inner: layers.Layer, activation: Callable[[tf.Tensor], tf.Tensor],
-                 **kwargs: Any) -> None:
-        super().__init__(name=f"{inner.name}_refused", dtype=inner.dtype, **kwargs)
-        self.inner = inner
-        self.new_activation = activation
-
-    def call(self, inputs: Any, training: Any = None) -> tf.Tensor:
-        with _SWAP_LOCK:
-            saved = self.inner.activation
-            self.inner.activation = tf.keras.activations.linear
-            try:
-                z = self.inner(inputs, training=training) if _takes_training(self.inner) \
-                    else self.inner(inputs)
-            finally:
-                self.inner.activation = saved
-        return self.new_activation(z)
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.inner.compute_output_shape(input_shape)
 
 
 class ElementwiseOverride(layers.Layer):
@@ -97,10 +67,6 @@ class ElementwiseOverride(layers.Layer):
         return input_shape
 
 
-def _takes_training(layer: layers.Layer) -> bool:
-    return getattr(layer, "_expects_training_arg", False)
-
-
 def _act_name(fn: Any) -> str:
     return getattr(fn, "__name__", "") if fn is not None else ""
 
@@ -113,41 +79,18 @@ def relu_kind(layer: layers.Layer) -> str | None:
         return "layer" if slope == 0.0 else None
     if isinstance(layer, layers.Activation):
         return "layer" if _act_name(layer.activation) in _RELU_NAMES else None
-    if isinstance(layer, tf.keras.Model):
+    if isinstance(layer, keras.Model) or not isinstance(layer, layers.Layer):
         return None
     if _act_name(getattr(layer, "activation", None)) in _RELU_NAMES:
         return "fused"
     return None
 
 
-LayerFn = Callable[[layers.Layer], "layers.Layer | None"]
-
-
-def rewrite_model(model: tf.keras.Model, layer_fn: LayerFn) -> tf.keras.Model:
-    """Clone a functional or sequential ``model`` sharing its layers, except where ``layer_fn``
-    returns a replacement layer (``None`` keeps the original). Nested models are rewritten
-    recursively. Subclassed models cannot be rewritten (``ValueError``)."""
-
-    def clone_fn(layer: layers.Layer) -> layers.Layer:
-        if isinstance(layer, tf.keras.Model):
-            return rewrite_model(layer, layer_fn)
-        new = layer_fn(layer)
-        return layer if new is None else new
-
-    if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
-        raise ValueError(
-            f"model {model.name!r} is a subclassed Keras model: it cannot be rewritten; "
-            "use a functional or Sequential model"
-        )
-    if not model.built:
-        raise ValueError(f"model {model.name!r} is not built; call it once on an input first")
-    return tf.keras.models.clone_model(model, clone_function=clone_fn)
-
-
-def relu_rewrite(model: tf.keras.Model, grad_fn: Callable[[tf.Tensor, tf.Tensor, Callable], tf.Tensor]
-                 ) -> tf.keras.Model:
-    """Clone ``model`` replacing every ReLU-like nonlinearity ``f`` by one with forward ``f(x)``
-    and gradient ``grad_fn(x, dy, f)``."""
+def relu_rewrite(backbone: Any, grad_fn: Callable[[tf.Tensor, tf.Tensor, Callable], tf.Tensor],
+                 name: str) -> keras.Model:
+    """The backbone's logit model with every ReLU-like nonlinearity ``f`` replaced by one with
+    forward ``f(x)`` and gradient ``grad_fn(x, dy, f)`` (other layers shared, weights not
+    copied; nested sub-models included, see :meth:`tfxai.models.Backbone.rewrite`)."""
 
     def custom(f: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
         @tf.custom_gradient
@@ -159,7 +102,7 @@ def relu_rewrite(model: tf.keras.Model, grad_fn: Callable[[tf.Tensor, tf.Tensor,
 
         return op
 
-    def layer_fn(layer: layers.Layer) -> layers.Layer | None:
+    def replace(layer: Any) -> Any:
         kind = relu_kind(layer)
         if kind == "layer":
             return ElementwiseOverride(custom(layer), name=f"{layer.name}_override")
@@ -167,7 +110,7 @@ def relu_rewrite(model: tf.keras.Model, grad_fn: Callable[[tf.Tensor, tf.Tensor,
             return FusedActivation(layer, custom(layer.activation))
         return None
 
-    return rewrite_model(model, layer_fn)
+    return backbone.rewrite(replace, name)
 
 
 def is_plain_relu(f: Any) -> bool:
@@ -208,7 +151,7 @@ class _RewrittenGradient(Attributer):
 
     def _setup(self) -> None:
         #: the rewritten logit model (built once, cached on the attributer)
-        self.model = relu_rewrite(self.backbone.logit_model, type(self)._grad_fn)
+        self.model = relu_rewrite(self.backbone, type(self)._grad_fn, self.name)
         self._fn = self.compile(self._core)
 
     def logits(self, x: tf.Tensor) -> tf.Tensor:

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, Param, above, register
+from tfxai.backend import keras
 
 __all__ = [
     "Shap",
@@ -282,15 +283,15 @@ class Shap(Attributer):
             bb = self.backbone
             layer = self.params["layer"]
             if layer is None:
-                inp = tf.keras.Input(bb.input_shape, name="rgb_0_255")
-                pre = tf.keras.layers.Lambda(bb.preprocess, name="preprocess")(inp)
-                model = tf.keras.Model(inp, bb.logit_model(pre), name=f"{bb.name}_shap")
+                inp = keras.Input(bb.input_shape, name="rgb_0_255")
+                pre = keras.layers.Lambda(bb.preprocess, name="preprocess")(inp)
+                model = keras.Model(inp, bb.logit_model(pre), name=f"{bb.name}_shap")
                 data = self.background
             else:
                 self._to_layer = bb.layer_model(layer)  # validates the name
                 try:
-                    model = tf.keras.Model(bb.keras_model.get_layer(layer).output,
-                                           bb.logit_model.output, name=f"{bb.name}_head")
+                    model = keras.Model(bb.find_layer(layer).output, bb.logit_model.outputs[0],
+                                        name=f"{bb.name}_head")
                 except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/KeyError
                     raise ValueError(
                         f"shap: parameter 'layer': cannot split {bb.name!r} at {layer!r} "

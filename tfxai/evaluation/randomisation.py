@@ -13,25 +13,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from scipy.stats import rankdata
 
+from tfxai import graph
 from tfxai.attribution.base import Param, above
+from tfxai.backend import keras
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 from tfxai.evaluation.robustness import ssim
 
-__all__ = ["ModelRandomisation", "weighted_layers", "rebuild_attributer", "spearman_rows"]
+__all__ = ["ModelRandomisation", "weighted_layers", "spearman_rows"]
 
 _KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
-def weighted_layers(model: tf.keras.Model) -> list[str]:
-    """Names of the layers that carry a kernel (Dense, Conv*, DepthwiseConv, SeparableConv), in
-    graph order. Layers of nested sub-models are not searched."""
-    return [
-        layer.name for layer in model.layers
-        if any(getattr(layer, k, None) is not None for k in _KERNELS) and layer.weights
-    ]
+def weighted_layers(model: keras.Model) -> list[str]:
+    """Paths of the layers that carry a kernel (Dense, Conv*, DepthwiseConv, SeparableConv), in
+    the order Keras lists them, nested sub-models included (``"efficientnetb0/top_conv"``)."""
+    return [path for path, layer in graph.iter_layers(model) if _has_kernel(layer)]
+
+
+def _has_kernel(layer: Any) -> bool:
+    return any(getattr(layer, k, None) is not None for k in _KERNELS) and bool(layer.weights)
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,36 +48,12 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def rebuild_attributer(attributer: Any, backbone: Any) -> Any:
-    """The same method with the same parameters on another backbone.
-
-    Uses ``attributer.rebuild(backbone)`` when the method provides it; a noise tunnel (an attributer
-    with an ``inner`` method) is rebuilt around the rebuilt inner method; a plain method is
-    ``type(attributer)(backbone, **attributer.params)``.
-    """
-    rebuild = getattr(attributer, "rebuild", None)
-    if callable(rebuild):
-        return rebuild(backbone)
-    inner = getattr(attributer, "inner", None)
-    try:
-        if inner is not None and hasattr(inner, "attribute"):
-            return type(attributer)(rebuild_attributer(inner, backbone), **attributer.params)
-        return type(attributer)(backbone, **attributer.params)
-    except Exception as exc:  # noqa: BLE001 - any constructor failure gets the same clear message
-        raise ValueError(
-            f"model_randomisation: cannot rebuild method {getattr(attributer, 'key', attributer)!r} "
-            f"on the randomised model ({type(exc).__name__}: {exc}); give the method a "
-            "rebuild(backbone) method"
-        ) from exc
-
-
 @dataclass
 class _Randomised:
-    """A randomised copy of a backbone, its attributer, and the fixed random weights per layer."""
+    """The re-initialised layers of a backbone (top first) with their trained weights and the
+    fixed random weights that replace them."""
 
-    backbone: Any
-    attributer: Any
-    layers: list[str]
+    layers: dict[str, Any]
     random_weights: dict[str, list[np.ndarray]]
     original_weights: dict[str, list[np.ndarray]]
 
@@ -92,8 +70,9 @@ class ModelRandomisation(Metric):
       ``seed``; ``"normal"`` draws N(0, s²) with s the standard deviation of the trained weight
       (zeros stay zeros). The random weights are fixed per metric instance, so every batch sees the
       same randomised models.
-    * The method is rebuilt with the same parameters on a clone of the model
-      (``tf.keras.models.clone_model``) and re-run on the same images, targets and seeds.
+    * The weights are replaced in place, the same method is re-run on the same images, targets
+      and seeds, and the trained weights are put back when the batch is done (also when it
+      fails): no copy of the model is made, and compiled methods read the new weights.
     * Similarity, per step: ``spearman@<layer>``, the Spearman rank correlation, and
       ``ssim@<layer>``, SSIM (11×11 window, K1 = 0.01, K2 = 0.03, data range 1), both between the
       maps of the trained and randomised models, scaled to [0, 1] with ``scale="minmax"`` (the
@@ -138,7 +117,7 @@ class ModelRandomisation(Metric):
         layers = self.layers_for(backbone)
         return tuple(f"spearman@{n}" for n in layers) + tuple(f"ssim@{n}" for n in layers)
 
-    def _random_weights(self, layer: tf.keras.layers.Layer, step: int) -> list[np.ndarray]:
+    def _random_weights(self, layer: keras.layers.Layer, step: int) -> list[np.ndarray]:
         base = int(self.params.get("seed", 0))
         out = []
         for j, w in enumerate(layer.weights):
@@ -162,36 +141,18 @@ class ModelRandomisation(Metric):
             out.append(np.asarray(fresh(value.shape, dtype=w.dtype)).astype(value.dtype))
         return out
 
-    def _prepare(self, backbone: Any, attributer: Any) -> _Randomised:
-        key = (id(backbone), id(attributer))
+    def _prepare(self, backbone: Any) -> _Randomised:
+        key = id(backbone)
         if self._state is not None and self._state_key == key:
             return self._state
-        import tfxai
-
-        model = backbone.keras_model
-        layers = self.layers_for(backbone)
-        clone = tf.keras.models.clone_model(model)
-        clone.set_weights(model.get_weights())
-        new_bb = tfxai.load_model(
-            clone, preprocess=backbone.preprocess_fn, input_size=backbone.input_size,
-            last_conv_layer=backbone.last_conv_layer, output=backbone.output,
-            name=f"{backbone.name}_randomised",
-        )
-        new_att = rebuild_attributer(attributer, new_bb)
-        rand = {n: self._random_weights(model.get_layer(n), k) for k, n in enumerate(layers)}
-        orig = {n: model.get_layer(n).get_weights() for n in layers}
-        self._state = _Randomised(new_bb, new_att, layers, rand, orig)
+        found = dict(graph.iter_layers(backbone.keras_model))
+        layers = {n: found[n] for n in self.layers_for(backbone)}
+        rand = {n: self._random_weights(layer, k) for k, (n, layer) in enumerate(layers.items())}
+        orig = {n: layer.get_weights() for n, layer in layers.items()}
+        self._state = _Randomised(layers, rand, orig)
         self._state_key = key
         self.variants = self.variants_for(backbone)
         return self._state
-
-    @staticmethod
-    def _set_layer(state: _Randomised, name: str, weights: list[np.ndarray]) -> None:
-        state.backbone.keras_model.get_layer(name).set_weights(weights)
-        # a softmax output layer is cloned with a linear activation for the logits: update it too
-        for layer in state.backbone.logit_model.layers:
-            if layer.name == f"{name}_logits":
-                layer.set_weights(weights)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, backbone: Any, attributer: Any, *args: Any, **kwargs: Any) -> MetricOutput:
@@ -200,29 +161,36 @@ class ModelRandomisation(Metric):
         return super().evaluate(backbone, attributer, *args, **kwargs)
 
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
-        state = self._prepare(ctx.backbone, ctx.attributer)
-        n_img = len(ctx)
-        ref = ctx.maps(scale="minmax").reshape(n_img, -1).astype(np.float64)
-        h, w = ctx.images.shape[1:3]
-        for name in state.layers:  # start every batch from the trained weights
-            self._set_layer(state, name, state.original_weights[name])
+        state = self._prepare(ctx.backbone)
+        ref = ctx.maps(scale="minmax").reshape(len(ctx), -1).astype(np.float64)
         out = MetricOutput(values={}, notes={})
-        for name in state.layers:
-            self._set_layer(state, name, state.random_weights[name])
-            raw = state.attributer.attribute(ctx.images, ctx.targets, seeds=ctx.seeds)
-            new = state.attributer.to_map(raw, scale="minmax").reshape(n_img, -1).astype(np.float64)
-            finite = np.isfinite(new).all(axis=1)
-            rho = np.full(n_img, np.nan)
-            sim = np.full(n_img, np.nan)
-            if finite.any():
-                rho[finite] = spearman_rows(ref[finite], new[finite])
-                sim[finite] = ssim(ref[finite].reshape(-1, h, w), new[finite].reshape(-1, h, w), 1.0)
-            bad = "non-finite attribution on the randomised model"
-            out.values[f"spearman@{name}"] = rho
-            out.notes[f"spearman@{name}"] = [
-                bad if not f else ("constant map: rank correlation undefined" if np.isnan(r) else "")
-                for f, r in zip(finite, rho, strict=True)
-            ]
-            out.values[f"ssim@{name}"] = sim
-            out.notes[f"ssim@{name}"] = ["" if f else bad for f in finite]
+        try:
+            for name, layer in state.layers.items():  # cascading: earlier layers stay random
+                layer.set_weights(state.random_weights[name])
+                raw = ctx.attributer.attribute(ctx.images, ctx.targets, seeds=ctx.seeds)
+                self._compare(ctx, ref, ctx.attributer.to_map(raw, scale="minmax"), name, out)
+        finally:
+            for name, layer in state.layers.items():
+                layer.set_weights(state.original_weights[name])
         return out
+
+    @staticmethod
+    def _compare(ctx: EvalContext, ref: np.ndarray, new_maps: np.ndarray, name: str,
+                 out: MetricOutput) -> None:
+        n_img = len(ctx)
+        h, w = ctx.images.shape[1:3]
+        new = new_maps.reshape(n_img, -1).astype(np.float64)
+        finite = np.isfinite(new).all(axis=1)
+        rho = np.full(n_img, np.nan)
+        sim = np.full(n_img, np.nan)
+        if finite.any():
+            rho[finite] = spearman_rows(ref[finite], new[finite])
+            sim[finite] = ssim(ref[finite].reshape(-1, h, w), new[finite].reshape(-1, h, w), 1.0)
+        bad = "non-finite attribution on the randomised model"
+        out.values[f"spearman@{name}"] = rho
+        out.notes[f"spearman@{name}"] = [
+            bad if not f else ("constant map: rank correlation undefined" if np.isnan(r) else "")
+            for f, r in zip(finite, rho, strict=True)
+        ]
+        out.values[f"ssim@{name}"] = sim
+        out.notes[f"ssim@{name}"] = ["" if f else bad for f in finite]
