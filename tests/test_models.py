@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 import tensorflow as tf
 
 import tfxai
+from tfxai.backend import keras
+from tfxai.graph import flatten
 from tfxai.models import (
     MODELS,
     ModelLoadError,
@@ -28,7 +31,7 @@ from tfxai.models import (
     load_model,
 )
 
-L = tf.keras.layers
+L = keras.layers
 
 # name → (keras.applications class, preprocess module, input size, last conv layer, its (h, w))
 BACKBONES = {
@@ -45,10 +48,10 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _dense_logits(model: tf.keras.Model, dense_name: str, x_pre) -> np.ndarray:
+def _dense_logits(model: keras.Model, dense_name: str, x_pre) -> np.ndarray:
     """Logits written by hand: the input features of a Dense layer @ kernel + bias."""
     dense = model.get_layer(dense_name)
-    feats = tf.keras.Model(model.inputs, dense.input)(x_pre, training=False)
+    feats = keras.Model(model.inputs, dense.input)(x_pre, training=False)
     return (tf.matmul(feats, dense.kernel) + dense.bias).numpy()
 
 
@@ -74,9 +77,8 @@ def test_backbone_random_weights_predict_and_logits(backbone):
     assert tuple(backbone.keras_model.input_shape[1:3]) == size
     assert backbone.weights == "none" and backbone.num_classes == 1000
     assert backbone.last_conv_layer == last_conv
-    conv = backbone.keras_model.get_layer(last_conv)
-    assert tuple(conv.output_shape[1:3]) == conv_hw
-    assert find_last_conv_layer(backbone.keras_model) == last_conv  # detection agrees
+    assert tuple(backbone.find_layer(last_conv).shape[1:3]) == conv_hw
+    assert find_last_conv_layer(backbone.graph) == last_conv  # detection agrees
 
     x = np.random.default_rng(0).uniform(0, 255, (1, *size, 3)).astype(np.float32)
     x_copy = x.copy()
@@ -95,14 +97,13 @@ def test_backbone_random_weights_predict_and_logits(backbone):
     # features entering its "predictions" layer, from which the logits are written by hand
     km = backbone.keras_model
     dense = km.get_layer("predictions")
-    feats, keras_p = tf.keras.Model(km.inputs, [dense.input, km.output])(x_pre, training=False)
+    feats, keras_p = keras.Model(km.inputs, [dense.input, km.output])(x_pre, training=False)
     ref = (tf.matmul(feats, dense.kernel) + dense.bias).numpy()
     np.testing.assert_allclose(p, keras_p.numpy(), atol=1e-6, rtol=1e-4)
     np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     np.testing.assert_array_equal(x, x_copy)
-    # the wrapped Keras model keeps its softmax; the logit model is linear
+    # the wrapped Keras model keeps its softmax (the logits were checked above)
     assert backbone.keras_model.layers[-1].activation.__name__ == "softmax"
-    assert backbone.logit_model.layers[-1].activation.__name__ == "linear"
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -118,7 +119,7 @@ def test_registry_entries(name):
 
 
 def _fetch_failure(*args, **kwargs):
-    """What keras 2.14's get_file raises offline (keras/src/utils/data_utils.py)."""
+    """What Keras' get_file raises offline (keras/src/utils/file_utils.py)."""
     raise Exception(
         "URL fetch failure on https://storage.googleapis.com/tensorflow/keras-applications/x.h5: "
         "None -- [Errno -3] Temporary failure in name resolution"
@@ -127,34 +128,42 @@ def _fetch_failure(*args, **kwargs):
 
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_imagenet_weights_offline_says_how_to_supply_a_file(monkeypatch, tmp_path, name):
-    monkeypatch.setattr(tf.keras.applications, BACKBONES[name][0], _fetch_failure)
-    home = _fake_home(monkeypatch, tmp_path)
-    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setattr(keras.applications, BACKBONES[name][0], _fetch_failure)
+    home = _fake_keras_home(monkeypatch, tmp_path)
     with pytest.raises(ModelLoadError) as info:
         load_model(name, weights="imagenet")
     msg = str(info.value)
     assert name in msg
     assert "URL fetch failure" in msg
     assert get_model_spec(name).weights_file in msg  # the file to copy
-    assert str(home / ".keras" / "models") in msg  # where keras' get_file looks for it
+    assert str(home / "models") in msg  # where keras' get_file looks for it
     assert "--weights /path/to/weights.h5" in msg and "--weights none" in msg
     assert isinstance(info.value.__cause__, Exception)
 
 
-def _fake_home(monkeypatch, tmp_path) -> Path:
-    home = tmp_path / "home"
-    (home / ".keras").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
+def _fake_keras_home(monkeypatch, tmp_path) -> Path:
+    """Keras resolves its home ($KERAS_HOME or ~/.keras) once, at import: set that value."""
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(home))
     return home
 
 
 def test_imagenet_offline_message_names_the_cache_keras_really_reads(monkeypatch, tmp_path):
-    monkeypatch.setattr(tf.keras.applications, "VGG16", _fetch_failure)
-    home = _fake_home(monkeypatch, tmp_path)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "config_only"))  # keras.json lives here
+    monkeypatch.setattr(keras.applications, "VGG16", _fetch_failure)
+    home = _fake_keras_home(monkeypatch, tmp_path)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "too_late"))  # read by Keras at import only
     with pytest.raises(ModelLoadError) as info:
         load_model("vgg16", weights="imagenet")
-    assert str(home / ".keras" / "models") in str(info.value)
+    assert str(home / "models") in str(info.value)
+    home.chmod(0o500)  # not writable: Keras falls back to /tmp/.keras
+    try:
+        with pytest.raises(ModelLoadError) as info:
+            load_model("vgg16", weights="imagenet")
+    finally:
+        home.chmod(0o700)
+    if os.getuid() != 0:  # root writes anywhere
+        assert "/tmp/.keras/models" in str(info.value)
 
 
 def test_weights_path_that_does_not_exist(tmp_path):
@@ -166,10 +175,10 @@ def test_weights_path_that_does_not_exist(tmp_path):
 
 def _tiny_builder(weights):
     assert weights is None
-    inp = tf.keras.Input((16, 16, 3))
+    inp = keras.Input((16, 16, 3))
     h = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
     h = L.GlobalAveragePooling2D()(h)
-    return tf.keras.Model(inp, L.Dense(7, activation="softmax", name="predictions")(h))
+    return keras.Model(inp, L.Dense(7, activation="softmax", name="predictions")(h))
 
 
 @pytest.fixture
@@ -244,14 +253,14 @@ def test_missing_and_corrupt_model_files(tmp_path):
 # --------------------------------------------------------------------------------------- custom models
 
 
-def _small_cnn(seed: int = 0, head: str = "fused", size: int | None = 32) -> tf.keras.Model:
+def _small_cnn(seed: int = 0, head: str = "fused", size: int | None = 32) -> keras.Model:
     """conv(relu) → pool → conv → BN → relu ("last_relu") → GAP → classifier head.
 
     head: "fused" Dense(softmax), "activation" Dense + Activation("softmax"), "softmax" Dense +
     Softmax(), "logits" Dense only, "sigmoid" Dense(sigmoid).
     """
-    tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input((size, size, 3))
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((size, size, 3))
     h = L.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(inp)
     h = L.MaxPooling2D(2, name="pool1")(h)
     h = L.Conv2D(8, 3, padding="same", name="conv2")(h)
@@ -268,7 +277,7 @@ def _small_cnn(seed: int = 0, head: str = "fused", size: int | None = 32) -> tf.
             out = L.Activation("softmax", name="probs")(out)
         elif head == "softmax":
             out = L.Softmax(name="probs")(out)
-    model = tf.keras.Model(inp, out, name=f"small_{head}")
+    model = keras.Model(inp, out, name=f"small_{head}")
     kernel = np.random.default_rng(seed).normal(0, 2.0, (8, 5)).astype(np.float32)
     model.get_layer("dense").set_weights([kernel, np.zeros(5, np.float32)])
     return model
@@ -298,24 +307,32 @@ def test_custom_model_object_defaults(x32):
 
 
 def test_last_conv_layer_detection_skips_pooling_and_dense():
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((20, 20, 3))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((20, 20, 3))
     h = L.Conv2D(4, 3, name="c1")(inp)
     h = L.Conv2D(4, 3, name="c2")(h)
     h = L.MaxPooling2D(name="mp")(h)
     h = L.Flatten(name="flat")(h)
     out = L.Dense(3, activation="softmax")(h)
-    assert find_last_conv_layer(tf.keras.Model(inp, out)) == "c2"
+    assert find_last_conv_layer(flatten(keras.Model(inp, out))) == "c2"
+    assert load_model(keras.Model(inp, out)).last_conv_layer == "c2"
     # a layer whose output is 1×1 is not a spatial map: the search goes on before it
     h = L.Conv2D(4, 3, name="d1")(inp)
     h = L.Conv2D(4, 18, name="d2_1x1")(h)
     out = L.Dense(3, activation="softmax")(L.Flatten()(h))
-    assert find_last_conv_layer(tf.keras.Model(inp, out)) == "d1"
-    # no 4-D layer at all
-    mlp_in = tf.keras.Input((10,))
-    mlp = tf.keras.Model(mlp_in, L.Dense(3, activation="softmax")(L.Dense(4)(mlp_in)))
-    with pytest.raises(ModelLoadError, match="last_conv_layer"):
-        load_model(mlp, input_size=(1, 10))
+    assert find_last_conv_layer(flatten(keras.Model(inp, out))) == "d1"
+
+
+def test_a_model_without_conv_layers_loads_and_only_cams_refuse_it():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    mlp = keras.Model(inp, L.Dense(3, activation="softmax")(L.Dense(4)(L.Flatten()(inp))))
+    bb = load_model(mlp)
+    assert bb.last_conv_layer is None and bb.input_size == (8, 8)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    assert tfxai.get_attributer("saliency", bb).attribute(x, [0, 1]).shape == (2, 8, 8, 3)
+    with pytest.raises(ValueError, match="no layer with a 4-D"):
+        tfxai.get_attributer("gradcam", bb)
 
 
 def test_explicit_last_conv_layer_and_bad_name():
@@ -390,16 +407,16 @@ def test_softmax_is_stripped(head, x32):
 
 @pytest.mark.parametrize("variant", ["dense_tf_nn", "activation_tf_nn", "functional_tf_nn"])
 def test_softmax_written_with_tf_nn_is_stripped(variant, x32):
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((32, 32, 3))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
     h = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu", name="conv")(inp))
     if variant == "dense_tf_nn":
         out = L.Dense(5, activation=tf.nn.softmax, name="dense")(h)
     elif variant == "activation_tf_nn":
         out = L.Activation(tf.nn.softmax)(L.Dense(5, name="dense")(h))
     else:
-        out = tf.nn.softmax(L.Dense(5, name="dense")(h))
-    model = tf.keras.Model(inp, out)
+        out = keras.ops.softmax(L.Dense(5, name="dense")(h))
+    model = keras.Model(inp, out)
     bb = load_model(model)
     np.testing.assert_allclose(bb.predict_logits(x32), _dense_logits(model, "dense", x32),
                                rtol=1e-5, atol=1e-5)
@@ -408,7 +425,7 @@ def test_softmax_written_with_tf_nn_is_stripped(variant, x32):
 def test_output_logits(x32):
     model = _small_cnn(head="logits")
     bb = load_model(model, output="logits")
-    assert bb.logit_model is model
+    assert bb.keras_model is model
     np.testing.assert_allclose(bb.predict_logits(x32), model(x32).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bb.predict(x32), _softmax(model(x32).numpy()), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(bb.predict(x32).sum(axis=1), 1.0, rtol=1e-5)
@@ -444,35 +461,34 @@ def test_saved_model_files(tmp_path, suffix, head, x32):
     assert isinstance(tfxai.load_model(Path(path)), tfxai.Backbone)
 
 
-def _transfer_model(kind: str) -> tuple[tf.keras.Model, tf.keras.Model]:
+def _transfer_model(kind: str) -> tuple[keras.Model, keras.Model]:
     """A pretrained-style base as a nested sub-model under a new head (the usual fine-tuning form),
     and the same layers written flat (shared weights) as the reference."""
-    tf.keras.utils.set_random_seed(0)
-    base_in = tf.keras.Input((32, 32, 3))
+    keras.utils.set_random_seed(0)
+    base_in = keras.Input((32, 32, 3))
     c1, c2 = L.Conv2D(4, 3, name="b_conv1"), L.Conv2D(8, 3, activation="relu", name="b_conv2")
-    base = tf.keras.Model(base_in, c2(c1(base_in)), name="base")
+    base = keras.Model(base_in, c2(c1(base_in)), name="base")
     gap, head = L.GlobalAveragePooling2D(), L.Dense(5, activation="softmax", name="head")
     if kind == "sequential":
-        nested = tf.keras.Sequential([tf.keras.Input((32, 32, 3)), base, gap, head])
+        nested = keras.Sequential([keras.Input((32, 32, 3)), base, gap, head])
     else:
-        inp = tf.keras.Input((32, 32, 3))
-        nested = tf.keras.Model(inp, head(gap(base(inp))))
-    flat_in = tf.keras.Input((32, 32, 3))
-    flat = tf.keras.Model(flat_in, head(gap(c2(c1(flat_in)))))
+        inp = keras.Input((32, 32, 3))
+        nested = keras.Model(inp, head(gap(base(inp))))
+    flat_in = keras.Input((32, 32, 3))
+    flat = keras.Model(flat_in, head(gap(c2(c1(flat_in)))))
     return nested, flat
 
 
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
 def test_gradcam_on_a_nested_base_model(kind, x32):
-    """Either the nested base's output map is usable for Grad-CAM, or loading says to name a layer;
-    never Keras' "Graph disconnected" from inside Grad-CAM."""
+    """Grad-CAM finds the inner last conv layer by itself and equals Grad-CAM on the same layers
+    written flat; the inner layer can also be named by its path or its bare name."""
     nested, flat = _transfer_model(kind)
     t = np.array([0, 1, 2])
-    try:
-        bb = load_model(nested)
-    except ModelLoadError as exc:
-        assert "last_conv_layer" in str(exc)
-        return
+    bb = load_model(nested)
+    assert bb.last_conv_layer == "base/b_conv2"
+    assert load_model(nested, last_conv_layer="b_conv1").last_conv_layer == "base/b_conv1"
+    assert load_model(nested, last_conv_layer="base/b_conv1").last_conv_layer == "base/b_conv1"
     cam = tfxai.get_attributer("gradcam", bb).attribute(x32, t)
     ref = tfxai.get_attributer("gradcam", load_model(flat, last_conv_layer="b_conv2"))
     np.testing.assert_allclose(cam, ref.attribute(x32, t), rtol=1e-4, atol=1e-7)

@@ -10,8 +10,10 @@ the same contract:
   inverted numerically), :meth:`Backbone.predict` gives probabilities.
 
 Registered backbones are the Keras applications VGG16, ResNet50, DenseNet121, EfficientNetB0 and
-InceptionV3, plus the offline-pretrained EfficientNet-Lite0 (:mod:`tfxai.zoo.efficientnet_lite`).
-Any user model is accepted through :func:`load_model`.
+InceptionV3, plus the offline-pretrained EfficientNet-Lite0, -Lite1 and -Lite2
+(:mod:`tfxai.zoo.efficientnet_lite`).
+Any user model is accepted through :func:`load_model`: a functional or Sequential Keras 3 model,
+nested sub-models included (it is flattened over its own layers by :mod:`tfxai.graph`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from tfxai import graph
+from tfxai.backend import keras
 
 __all__ = [
     "Backbone",
@@ -48,7 +53,7 @@ class RandomWeightsWarning(UserWarning):
 
 
 def _apps_preprocess(module: str) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Return a differentiable wrapper around ``tf.keras.applications.<module>.preprocess_input``.
+    """Return a differentiable wrapper around ``keras.applications.<module>.preprocess_input``.
 
     Keras' numpy path modifies float arrays in place, so the input is always converted to a tensor.
     """
@@ -66,27 +71,33 @@ def _identity(x: Any) -> tf.Tensor:
     return tf.convert_to_tensor(x, dtype=tf.float32)
 
 
-def _keras_app(cls_name: str) -> Callable[..., tf.keras.Model]:
-    def build(weights: str | None) -> tf.keras.Model:
-        cls = getattr(tf.keras.applications, cls_name)
+def _keras_app(cls_name: str) -> Callable[..., keras.Model]:
+    def build(weights: str | None) -> keras.Model:
+        cls = getattr(keras.applications, cls_name)
         return cls(weights=weights, include_top=True, classes=1000, classifier_activation="softmax")
 
     return build
 
 
-def _lite0(weights: str | None) -> tf.keras.Model:
-    from tfxai.zoo import efficientnet_lite
+def _lite(variant: str) -> Callable[[str | None], keras.Model]:
+    """Builder of EfficientNet-Lite ``variant`` (``"lite0"``...), imported on first use."""
 
-    return efficientnet_lite.efficientnet_lite0(weights=weights)
+    def build(weights: str | None) -> keras.Model:
+        from tfxai.zoo import efficientnet_lite
+
+        return efficientnet_lite.efficientnet_lite(variant, weights=weights)
+
+    build.__name__ = f"efficientnet_{variant}"
+    return build
 
 
-def _lite0_preprocess(x: Any) -> tf.Tensor:
+def _lite_preprocess(x: Any) -> tf.Tensor:
     from tfxai.zoo import efficientnet_lite
 
     return efficientnet_lite.preprocess_input(tf.convert_to_tensor(x, dtype=tf.float32))
 
 
-def _lite0_last_conv() -> str:
+def _lite_last_conv() -> str:
     from tfxai.zoo import efficientnet_lite
 
     return efficientnet_lite.LAST_CONV_LAYER
@@ -97,7 +108,7 @@ class ModelSpec:
     """A registered backbone: how to build it and how it expects its input."""
 
     name: str
-    builder: Callable[[str | None], tf.keras.Model]
+    builder: Callable[[str | None], keras.Model]
     preprocess: Callable[[Any], tf.Tensor]
     input_size: tuple[int, int]
     last_conv_layer: str | Callable[[], str]
@@ -135,9 +146,18 @@ MODELS: dict[str, ModelSpec] = {
                   (299, 299), "mixed10", "tf",
                   "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
                   description="InceptionV3 [Szegedy et al. 2016]"),
-        ModelSpec("efficientnet_lite0", _lite0, _lite0_preprocess, (224, 224), _lite0_last_conv,
-                  "efficientnet-lite", offline_imagenet=True,
-                  description="EfficientNet-Lite0, ImageNet weights shipped offline"),
+        ModelSpec("efficientnet_lite0", _lite("lite0"), _lite_preprocess, (224, 224),
+                  _lite_last_conv, "efficientnet-lite", offline_imagenet=True,
+                  description="EfficientNet-Lite0 [Tan & Le 2019], ImageNet weights shipped "
+                  "offline (top-1 75.1 %)"),
+        ModelSpec("efficientnet_lite1", _lite("lite1"), _lite_preprocess, (240, 240),
+                  _lite_last_conv, "efficientnet-lite", offline_imagenet=True,
+                  description="EfficientNet-Lite1 [Tan & Le 2019], ImageNet weights shipped "
+                  "offline (top-1 76.7 %)"),
+        ModelSpec("efficientnet_lite2", _lite("lite2"), _lite_preprocess, (260, 260),
+                  _lite_last_conv, "efficientnet-lite", offline_imagenet=True,
+                  description="EfficientNet-Lite2 [Tan & Le 2019], ImageNet weights shipped "
+                  "offline (top-1 77.6 %)"),
     ]
 }
 
@@ -161,100 +181,126 @@ def get_model_spec(name: str) -> ModelSpec:
 # --------------------------------------------------------------------------------------- wrapper
 
 
-def _strip_softmax(model: tf.keras.Model, output: str) -> tf.keras.Model:
-    """Build a model sharing ``model``'s layers whose output is the pre-softmax logits.
-
-    * A final ``Softmax`` layer or ``Activation('softmax')`` layer is skipped: its input is used.
-    * A final layer with a fused ``activation=softmax`` (Dense, Conv) is cloned with a linear
-      activation and the same weights, applied to the same input tensor.
-    * ``output="logits"``: the model is returned as is.
-    """
-    if output == "logits":
-        return model
-    if output != "probabilities":
-        raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    is_softmax_layer = (
-        isinstance(last, tf.keras.layers.Softmax)
-        or (isinstance(last, tf.keras.layers.Activation) and _is_softmax(act))
-        or getattr(last, "symbol", "") in ("nn.softmax", "math.softmax")  # functional tf.nn.softmax
-    )
-    if is_softmax_layer:
-        inp = outer_input(model, last)
-        if isinstance(inp, (list, tuple)):  # TFOpLambda: first positional argument
-            inp = inp[0]
-        return tf.keras.Model(model.inputs, inp, name=f"{model.name}_logits")
-    if act is not None and _is_softmax(act):
-        cfg = last.get_config()
-        cfg["activation"] = "linear"
-        cfg["name"] = f"{last.name}_logits"
-        clone = last.__class__.from_config(cfg)
-        out = clone(outer_input(model, last))
-        clone.set_weights(last.get_weights())
-        return tf.keras.Model(model.inputs, out, name=f"{model.name}_logits")
-    raise ModelLoadError(
-        f"model {model.name!r}: output='probabilities' but the last layer {last.name!r} "
-        "is not a softmax; pass output='logits' if the model already outputs logits"
-    )
-
-
 def _is_softmax(act: Any) -> bool:
-    """True for ``"softmax"``, ``tf.keras.activations.softmax`` and ``tf.nn.softmax`` (softmax_v2)."""
+    """True for ``"softmax"``, ``keras.activations.softmax`` and ``tf.nn.softmax``."""
     return act is not None and getattr(act, "__name__", "") in ("softmax", "softmax_v2")
 
 
-_POOLING = (
-    tf.keras.layers.MaxPooling2D,
-    tf.keras.layers.AveragePooling2D,
-    tf.keras.layers.GlobalAveragePooling2D,
-    tf.keras.layers.GlobalMaxPooling2D,
-    tf.keras.layers.InputLayer,
-)
-
-
-def _node_index(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> int | None:
-    nodes = getattr(model, "_network_nodes", set())
-    for i in range(len(getattr(layer, "_inbound_nodes", []))):
-        if f"{layer.name}_ib-{i}" in nodes:
-            return i
+def _softmax_kind(op: Any) -> str | None:
+    """How ``op`` applies the output softmax: ``"layer"`` (a ``Softmax`` layer, an
+    ``Activation('softmax')`` layer or a ``keras.ops.softmax`` call), ``"fused"``
+    (``Dense(..., activation="softmax")`` and the like) or ``None``."""
+    if isinstance(op, keras.layers.Softmax):
+        return "layer"
+    if isinstance(op, keras.layers.Activation) and _is_softmax(op.activation):
+        return "layer"
+    if not isinstance(op, keras.layers.Layer) and type(op).__name__ == "Softmax":
+        return "layer"  # keras.ops.softmax(x) in a functional model
+    if _is_softmax(getattr(op, "activation", None)):
+        return "fused"
     return None
 
 
-def outer_output(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> Any:
-    """The output tensor of ``layer`` in ``model``'s own graph.
+def logits_graph(
+    model: keras.Model, input_shape: Sequence[int | None], output: str = "probabilities",
+    replace: graph.Replace | None = None,
+) -> tuple[graph.FlatGraph, Any]:
+    """``model`` flattened (:func:`tfxai.graph.flatten`) and its pre-softmax output tensor.
 
-    ``layer.output`` is the tensor of the layer's first call, which for a nested sub-model, or a
-    layer shared with another model, may belong to another graph; the call that belongs to
-    ``model`` is found among its nodes.
+    * ``output="logits"``: the model's own output.
+    * ``output="probabilities"``: the final softmax is skipped, never inverted numerically: a
+      ``Softmax``/``Activation('softmax')`` layer or ``keras.ops.softmax`` call gives its input;
+      a layer with a fused ``activation="softmax"`` is called again with a linear activation
+      (same layer, same weights: :class:`tfxai.graph.FusedActivation`).
     """
-    i = _node_index(model, layer)
-    return layer.output if i is None else layer.get_output_at(i)
+    if output not in ("probabilities", "logits"):
+        raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
+    if not graph.is_graph_model(model):
+        raise ModelLoadError(
+            f"model {model.name!r} is a subclassed Keras model ({type(model).__name__}): tfxai "
+            "needs a functional or Sequential model to reach its layers; rebuild it with the "
+            "functional API (keras.Model(inputs, outputs)) or keras.Sequential"
+        )
+    try:
+        g = graph.flatten(model, input_shape=tuple(input_shape), replace=replace)
+    except graph.GraphError as exc:
+        raise ModelLoadError(str(exc)) from None
+    if output == "logits":
+        return g, g.output
+    last = g.producer(g.output)
+    kind = _softmax_kind(last.source) if last is not None else None
+    if kind == "layer":
+        return g, last.first_input
+    if kind == "fused":
+        linear = graph.FusedActivation(last.source, keras.activations.linear,
+                                       name=f"{last.source.name}_logits")
+        return g, linear(*last.args, **last.kwargs)
+    name = last.path if last is not None else "?"
+    raise ModelLoadError(
+        f"model {model.name!r}: output='probabilities' but the last layer {name!r} is not a "
+        "softmax; pass output='logits' if the model already outputs logits"
+    )
 
 
-def outer_input(model: tf.keras.Model, layer: tf.keras.layers.Layer) -> Any:
-    """The input tensor of ``layer`` in ``model``'s own graph (see :func:`outer_output`)."""
-    i = _node_index(model, layer)
-    return layer.input if i is None else layer.get_input_at(i)
+_POOLING = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.InputLayer,
+)
 
 
-def find_last_conv_layer(model: tf.keras.Model) -> str:
-    """Name of the last layer with a 4-D (N, H, W, C) output that is not a pooling layer.
+def _spatial(node: graph.Node) -> bool:
+    """A node with a 4-D (N, H, W, C) output, H > 1, that is not a pooling layer."""
+    shape = node.shape
+    return (shape is not None and len(shape) == 4 and (shape[1] or 2) > 1
+            and not isinstance(node.source, _POOLING))
+
+
+def _is_convolution(layer: Any) -> bool:
+    """A layer with a convolution kernel (Conv*, DepthwiseConv*, SeparableConv*, transposed)."""
+    kernel = getattr(layer, "kernel", None) if isinstance(layer, keras.layers.Layer) else None
+    if kernel is None:
+        kernel = getattr(layer, "depthwise_kernel", None)
+    return kernel is not None and len(kernel.shape) >= 3
+
+
+def find_last_conv_layer(g: graph.FlatGraph) -> str | None:
+    """Path of the last layer with a 4-D (N, H, W, C) output (H > 1) that is not a pooling layer
+    and comes after the first convolution, nested sub-models included
+    (``"efficientnetb0/top_activation"``); ``None`` for a model without a convolution (an MLP on
+    images: its input rescaling is 4-D, but no class activation map is defined on it).
 
     For the Keras applications this is the last convolution block's activation, the usual
-    Grad-CAM layer. Raises a ``ModelLoadError`` when the model has no such layer (e.g. when the
-    convolutional part is a nested sub-model: then name the layer explicitly).
+    Grad-CAM layer.
     """
-    for layer in reversed(model.layers):
-        if isinstance(layer, _POOLING):
-            continue
-        shape = getattr(layer, "output_shape", None)
-        if isinstance(shape, tuple) and len(shape) == 4 and (shape[1] or 2) > 1:
-            return layer.name
-    raise ModelLoadError(
-        f"model {model.name!r}: no layer with a 4-D output found for Grad-CAM; "
-        "pass last_conv_layer=<layer name> (nested sub-models are not searched)"
-    )
+    first = next((i for i, n in enumerate(g.nodes) if _is_convolution(n.source)), None)
+    if first is None:
+        return None
+    for node in reversed(g.nodes[first:]):
+        if _spatial(node):
+            return node.path
+    return None
+
+
+def _size_from_name(model: keras.Model) -> tuple[int, int] | None:
+    """The input size of a registered Keras application nested in ``model``, found by the
+    sub-model's name (``efficientnetb0``, ``inception_v3``...), for a model that accepts any
+    image size."""
+    aliases = {"inception_v3": "inceptionv3"}
+
+    def submodels(m: keras.Model) -> Any:
+        yield m
+        for layer in m.layers:
+            if graph.is_graph_model(layer):
+                yield from submodels(layer)
+
+    for m in submodels(model):
+        key = aliases.get(m.name.lower(), m.name.lower())
+        if key in MODELS:
+            return MODELS[key].input_size
+    return None
 
 
 @dataclass
@@ -265,37 +311,69 @@ class Backbone:
         name: registry name or the custom model's name.
         weights: ``"imagenet"``, ``"none"``, a weights path, or ``"custom"``.
         input_size: ``(H, W)`` expected by the model.
-        last_conv_layer: default layer for the Grad-CAM family.
+        last_conv_layer: default layer for the Grad-CAM family: a layer name, or a path into a
+            nested sub-model (``"efficientnetb0/top_activation"``); ``None`` for a model without
+            a 4-D layer (only the CAM family needs one).
         keras_model: the wrapped model as loaded (its output may be probabilities).
-        logit_model: preprocessed input → logits, sharing ``keras_model``'s layers.
+        graph: ``keras_model`` flattened over its own layers (:mod:`tfxai.graph`).
+        logit_model: preprocessed input → logits, a flat functional model sharing
+            ``keras_model``'s layers.
     """
 
     name: str
-    keras_model: tf.keras.Model
+    keras_model: keras.Model
     preprocess_fn: Callable[[Any], tf.Tensor]
     input_size: tuple[int, int]
-    last_conv_layer: str
+    last_conv_layer: str | None
     weights: str = "custom"
     output: str = "probabilities"
     preprocess_mode: str = ""
-    logit_model: tf.keras.Model = field(init=False)
-    _layer_models: dict[str, tf.keras.Model] = field(init=False, default_factory=dict)
+    graph: graph.FlatGraph = field(init=False)
+    logit_model: keras.Model = field(init=False)
+    _layer_models: dict[str, keras.Model] = field(init=False, default_factory=dict)
     _logits_fn: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.logit_model = _strip_softmax(self.keras_model, self.output)
+        self.graph, logits = logits_graph(self.keras_model, self.input_shape, self.output)
+        self.logit_model = self.graph.model(logits, name=f"{self.keras_model.name}_logits")
+        if self.last_conv_layer is None:
+            self.last_conv_layer = find_last_conv_layer(self.graph)
+        else:
+            self.last_conv_layer = self.find_layer(self.last_conv_layer).path
+
+    def find_layer(self, name: str) -> graph.Node:
+        """The node of layer ``name`` (a name, or a path into nested sub-models)."""
         try:
-            self.keras_model.get_layer(self.last_conv_layer)
-        except ValueError:
+            return self.graph.find(name)
+        except KeyError as exc:
             raise ModelLoadError(
-                f"model {self.name!r} has no layer named {self.last_conv_layer!r} "
-                "(last_conv_layer)"
+                f"model {self.name!r}: {exc.args[0]}; layers with 4-D outputs: "
+                f"{', '.join(self.conv_layer_names()[-8:]) or 'none'}"
             ) from None
+
+    def rewrite(self, replace: graph.Replace, name: str) -> keras.Model:
+        """A logit model (preprocessed input → logits) in which every layer for which
+        ``replace(layer)`` returns a callable runs that callable instead; the other layers are
+        shared with :attr:`keras_model`."""
+        head = self.graph.producer(self.graph.output) if self.output == "probabilities" else None
+        final = head.source if head is not None else None
+
+        def guarded(layer: Any) -> Any:  # the stripped softmax layer is not part of the logits
+            return None if layer is final else replace(layer)
+
+        g, logits = logits_graph(self.keras_model, self.input_shape, self.output, guarded)
+        if g.opaque:
+            raise ModelLoadError(
+                f"model {self.name!r}: {name} rewrites the model's layers, but "
+                f"{', '.join(g.opaque)} is a subclassed Keras model whose layers cannot be reached; "
+                "rebuild it with the functional API, or use a plain-gradient method"
+            )
+        return g.model(logits, name=f"{self.keras_model.name}_{name}")
 
     # ------------------------------------------------------------------ properties
     @property
     def num_classes(self) -> int:
-        return int(self.logit_model.output_shape[-1])
+        return int(self.logit_model.outputs[0].shape[-1])
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -339,34 +417,27 @@ class Backbone:
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def layer_model(self, layer: str | None = None) -> tf.keras.Model:
+    def layer_model(self, layer: str | None = None) -> keras.Model:
         """A model mapping the *preprocessed* input to ``[activations of layer, logits]``.
 
-        A nested sub-model (e.g. a Keras application used as the base of a fine-tuned model) is
-        taken at its output in the outer graph.
+        ``layer`` is a name or a path into nested sub-models (default: the last conv layer).
         """
         name = layer or self.last_conv_layer
+        if name is None:
+            raise ModelLoadError(
+                f"model {self.name!r} has no layer with a 4-D (N, H, W, C) output, so there is no "
+                "default layer for class activation maps; name one with layer=..."
+            )
         if name not in self._layer_models:
-            try:
-                out = outer_output(self.keras_model, self.keras_model.get_layer(name))
-            except ValueError:
-                raise ValueError(
-                    f"layer {name!r} not found in model {self.name!r}; "
-                    f"conv-like layers: {', '.join(self.conv_layer_names()[-8:])}"
-                ) from None
-            self._layer_models[name] = tf.keras.Model(
-                self.logit_model.inputs, [out, self.logit_model.output]
+            node = self.find_layer(name)
+            self._layer_models[name] = keras.Model(
+                self.graph.input, [node.output, self.logit_model.outputs[0]]
             )
         return self._layer_models[name]
 
     def conv_layer_names(self) -> list[str]:
-        """Names of the layers with 4-D outputs, in graph order."""
-        names = []
-        for layer in self.keras_model.layers:
-            shape = getattr(layer, "output_shape", None)
-            if isinstance(shape, tuple) and len(shape) == 4:
-                names.append(layer.name)
-        return names
+        """Paths of the layers with 4-D outputs, in graph order."""
+        return [n.path for n in self.graph.nodes if n.shape is not None and len(n.shape) == 4]
 
     def _check_images(self, x: np.ndarray) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
@@ -399,20 +470,21 @@ def _random_init_warning(name: str, seed: int) -> None:
 
 
 def _keras_cache_dir() -> Path:
-    """Where ``keras.utils.get_file`` caches weights: ``~/.keras/models``, or ``/tmp/.keras/models``
-    when ``~/.keras`` is not writable (Keras 2.14 ignores ``KERAS_HOME`` here)."""
-    base = Path(os.path.expanduser("~")) / ".keras"
+    """Where ``keras.utils.get_file`` caches weights: ``<keras home>/models``, the home being
+    ``$KERAS_HOME`` or ``~/.keras`` as Keras resolved it at import, or ``/tmp/.keras`` when
+    that is not writable (Keras' own fallback)."""
+    base = Path(keras.src.backend.config.keras_home()).expanduser()
     if not os.access(base if base.exists() else base.parent, os.W_OK):
         base = Path("/tmp") / ".keras"
     return base / "models"
 
 
-def _seeded_build(builder: Callable[[str | None], tf.keras.Model], seed: int) -> tf.keras.Model:
+def _seeded_build(builder: Callable[[str | None], keras.Model], seed: int) -> keras.Model:
     """Build with seeded initialisers, restoring Python's and numpy's global random state."""
     import random
 
     py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     try:
         return builder(None)
     finally:
@@ -420,7 +492,7 @@ def _seeded_build(builder: Callable[[str | None], tf.keras.Model], seed: int) ->
         np.random.set_state(np_state)  # noqa: NPY002
 
 
-def _build_registered(spec: ModelSpec, weights: str, seed: int) -> tf.keras.Model:
+def _build_registered(spec: ModelSpec, weights: str, seed: int) -> keras.Model:
     if weights == "none":
         _random_init_warning(spec.name, seed)
         return _seeded_build(spec.builder, seed)
@@ -467,19 +539,47 @@ def _resolve_preprocess(preprocess: None | str | Callable[[Any], tf.Tensor]) -> 
     raise ValueError(f"preprocess must be None, a callable or a model name, got {preprocess!r}")
 
 
-def _load_model_file(path: Path) -> tf.keras.Model:
+def _keras_version_of(path: Path) -> str | None:
+    """The Keras version that wrote a ``.keras`` archive (its ``metadata.json``), if readable."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _load_model_file(path: Path) -> keras.Model:
+    """Load a ``.keras`` or ``.h5`` model: Keras 3 files, and Keras 2 ``.h5`` files (Keras 3 reads
+    those). A Keras 2 ``.keras`` archive goes through :mod:`tfxai.legacy`; a SavedModel folder
+    is refused with the way out."""
     if not path.exists():
         raise ModelLoadError(f"model file {str(path)!r} does not exist")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise ModelLoadError(
+                f"{str(path)!r} is a TensorFlow SavedModel folder; Keras 3 loads models only from "
+                ".keras and .h5 files. Re-save it where it was built (model.save('model.keras')), "
+                "or from TF <= 2.15: tf.keras.models.load_model(folder).save('model.h5')"
+            )
+        raise ModelLoadError(f"{str(path)!r} is a folder, not a .keras or .h5 model file")
+    version = _keras_version_of(path) if path.suffix.lower() == ".keras" else None
+    if version is not None and version.startswith("2."):
+        from tfxai import legacy
+
+        return legacy.load_keras2_archive(path, version)
     try:
-        return tf.keras.models.load_model(str(path), compile=False)
-    except Exception as exc:  # noqa: BLE001
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types here
         raise ModelLoadError(
             f"cannot load Keras model from {str(path)!r}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
 def load_model(
-    model: str | os.PathLike | tf.keras.Model,
+    model: str | os.PathLike | keras.Model,
     weights: str = "imagenet",
     *,
     preprocess: None | str | Callable[[Any], tf.Tensor] = None,
@@ -493,7 +593,7 @@ def load_model(
 
     Args:
         model: a registered name (see :func:`list_models`), a path to a ``.keras``/``.h5`` model,
-            or a ``tf.keras.Model``.
+            or a ``keras.Model``.
         weights: for registered names: ``"imagenet"`` (Keras download/cache), ``"none"`` (seeded
             random init; warns), or a path to a weights file. Ignored for custom models.
         preprocess: custom models only: ``None`` (identity: the model takes 0..255 RGB), a
@@ -505,7 +605,7 @@ def load_model(
         seed: seed for ``weights="none"``.
         name: display name for custom models.
     """
-    if isinstance(model, tf.keras.Model):
+    if isinstance(model, keras.Model):
         return _wrap_custom(model, preprocess, input_size, last_conv_layer, output, name)
     key = str(model)
     if key.lower() in MODELS:
@@ -544,7 +644,7 @@ def load_model(
 
 
 def _wrap_custom(
-    keras_model: tf.keras.Model,
+    keras_model: keras.Model,
     preprocess: None | str | Callable[[Any], tf.Tensor],
     input_size: Sequence[int] | None,
     last_conv_layer: str | None,
@@ -554,21 +654,39 @@ def _wrap_custom(
 ) -> Backbone:
     fn, mode = _resolve_preprocess(preprocess)
     if input_size is None:
-        shape = keras_model.input_shape
-        if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[2]):
-            raise ModelLoadError(
-                f"model {keras_model.name!r}: input shape {shape} has no fixed size; "
-                "pass input_size=(H, W)"
-            )
-        input_size = (int(shape[1]), int(shape[2]))
+        input_size = _input_size_of(keras_model)
     h, w = (int(v) for v in input_size)
     return Backbone(
         name=name or keras_model.name,
         keras_model=keras_model,
         preprocess_fn=fn,
         input_size=(h, w),
-        last_conv_layer=last_conv_layer or find_last_conv_layer(keras_model),
+        last_conv_layer=last_conv_layer,
         weights=weights_label,
         output=output,
         preprocess_mode=mode,
     )
+
+
+def _input_size_of(keras_model: keras.Model) -> tuple[int, int]:
+    """``(H, W)`` of the model's input; for a model that accepts any size, the size of the
+    registered Keras application nested in it (``Sequential([EfficientNetB0(include_top=False),
+    ...])`` → 224 × 224)."""
+    try:
+        shape = graph.model_input_shape(keras_model)
+    except graph.GraphError as exc:
+        raise ModelLoadError(f"{exc}; or pass input_size=(H, W)") from None
+    if len(shape) != 3:
+        raise ModelLoadError(
+            f"model {keras_model.name!r}: input shape {shape} is not (H, W, channels); "
+            "tfxai explains image classifiers"
+        )
+    if shape[0] and shape[1]:
+        return int(shape[0]), int(shape[1])
+    found = _size_from_name(keras_model)
+    if found is None:
+        raise ModelLoadError(
+            f"model {keras_model.name!r}: input shape {shape} has no fixed size; "
+            "pass input_size=(H, W)"
+        )
+    return found

