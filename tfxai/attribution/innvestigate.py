@@ -1,0 +1,729 @@
+"""innvestigate 2.1.2 as an optional reference, run in a child process under Keras 2 (``tf_keras``).
+
+innvestigate [Alber et al. 2019, "iNNvestigate Neural Networks!", JMLR 20(93)] implements LRP
+[Bach et al. 2015], Deep Taylor [Montavon et al. 2017], guided backprop [Springenberg et al.
+2015], deconvnet [Zeiler & Fergus 2014], integrated gradients [Sundararajan et al. 2017] and
+more. tfxai uses it only to cross-check its own methods; it registers no method.
+
+innvestigate runs on Keras 2 in TF1 graph mode, and cannot be imported next to Keras 3. Here it
+runs in a persistent child process (:class:`InnvestigateWorker`, one per model) started as::
+
+    <python> -c <bootstrap> _innvestigate_worker.py <fd>     with TF_USE_LEGACY_KERAS=1
+
+so that ``tf.keras`` is ``tf_keras`` in the child. The worker file is run with
+:func:`runpy.run_path` and imports nothing from tfxai. The Keras 3 model is passed as a *bundle*:
+its config translated to Keras 2 (:mod:`tfxai.attribution._innvestigate_config`), its weights as
+numpy arrays per layer, and a probe batch whose logits the rebuilt model must reproduce. The
+caller stays eager; it preprocesses the images and sends batches through a socket pair.
+
+Optional install (into the environment of the worker's Python)::
+
+    pip install "tf_keras~=2.21.0"        # the tf_keras matching TensorFlow's major.minor
+    pip install --no-deps --ignore-requires-python innvestigate==2.1.2
+
+``--no-deps`` keeps innvestigate's ``tensorflow<2.15`` pin from touching TensorFlow;
+``--ignore-requires-python`` is needed on Python ≥ 3.12 (innvestigate declares ``<3.12`` but
+is pure Python and runs there). The worker may also be another interpreter, e.g. a venv with
+TF 2.14: ``python=`` or the ``TFXAI_INNVESTIGATE_PYTHON`` environment variable.
+
+Failures: innvestigate or tf_keras missing → :class:`InnvestigateUnavailableError` (an
+``ImportError`` whose message gives the install commands), before any process is started. An
+exception in the worker comes back as :class:`InnvestigateWorkerError` with the worker's
+traceback; a worker that dies (killed, segfault) or does not answer within the timeout is
+reported the same way, never waited on forever, and the next call starts a new one. Workers are
+shut down when their model is garbage-collected and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfxai import graph
+from tfxai.attribution._innvestigate_config import ConfigTranslationError, Weights, to_keras2
+from tfxai.backend import keras
+
+__all__ = [
+    "ANALYZERS",
+    "INSTALL_INNVESTIGATE",
+    "InnvestigateUnavailableError",
+    "InnvestigateWorker",
+    "InnvestigateWorkerError",
+    "ConfigTranslationError",
+    "analyze",
+    "channel_map",
+    "close_worker",
+    "close_workers",
+    "export_bundle",
+    "innvestigate_available",
+    "install_commands",
+    "keras3_config",
+    "worker_for",
+    "worker_python",
+]
+
+_WORKER_FILE = Path(__file__).with_name("_innvestigate_worker.py")
+
+#: The pip command that installs innvestigate without touching TensorFlow, Keras or numpy
+#: (``--ignore-requires-python``: innvestigate 2.1.2 declares Python < 3.12 but runs there).
+INSTALL_INNVESTIGATE = "pip install --no-deps --ignore-requires-python innvestigate==2.1.2"
+
+#: Common innvestigate analyzer names (``innvestigate.create_analyzer`` accepts more).
+ANALYZERS = (
+    "gradient", "input_t_gradient", "guided_backprop", "deconvnet", "integrated_gradients",
+    "smoothgrad", "deep_taylor", "deep_taylor.bounded", "lrp.z", "lrp.epsilon", "lrp.w_square",
+    "lrp.flat", "lrp.alpha_beta", "lrp.alpha_2_beta_1", "lrp.alpha_1_beta_0", "lrp.z_plus",
+    "lrp.z_plus_fast", "lrp.sequential_preset_a", "lrp.sequential_preset_b",
+    "lrp.sequential_preset_a_flat", "lrp.sequential_preset_b_flat",
+)
+
+# Run in the child by ``python -c``: drop the working directory from sys.path (so that nothing
+# there shadows innvestigate), then run the worker file with the connection on the given fd.
+_BOOT = (
+    "import os, runpy, sys\n"
+    "if sys.path and sys.path[0] in ('', os.getcwd()):\n"
+    "    del sys.path[0]\n"
+    "from multiprocessing.connection import Connection\n"
+    "runpy.run_path(sys.argv[1], init_globals={'_CONN': Connection(int(sys.argv[2]))},\n"
+    "               run_name='__tfxai_innvestigate_worker__')\n"
+)
+
+# What the worker's Python has installed; distribution metadata only, nothing is imported.
+_PROBE = (
+    "import importlib.metadata as md, importlib.util as u, json, sys\n"
+    "def v(*names):\n"
+    "    for n in names:\n"
+    "        try:\n"
+    "            return md.version(n)\n"
+    "        except md.PackageNotFoundError:\n"
+    "            pass\n"
+    "    return None\n"
+    "print(json.dumps({'python': sys.version.split()[0],\n"
+    "    'tensorflow': v('tensorflow', 'tensorflow-cpu', 'tensorflow-macos', 'tensorflow-intel',\n"
+    "                    'tf-nightly', 'tf-nightly-cpu'),\n"
+    "    'tf_keras': v('tf_keras', 'tf-keras') if u.find_spec('tf_keras') else None,\n"
+    "    'innvestigate': v('innvestigate') if u.find_spec('innvestigate') else None}))\n"
+)
+
+
+class InnvestigateWorkerError(RuntimeError):
+    """The innvestigate worker failed; ``worker_traceback`` holds its traceback text, if any."""
+
+    def __init__(self, message: str, worker_traceback: str = "") -> None:
+        self.worker_traceback = worker_traceback
+        text = message if not worker_traceback else f"{message}\n--- worker traceback ---\n" \
+            f"{worker_traceback.rstrip()}"
+        super().__init__(text)
+
+
+class InnvestigateUnavailableError(ImportError):
+    """innvestigate or tf_keras is not installed for the worker's Python; the message says how
+    to install them (``install`` holds the commands)."""
+
+    def __init__(self, reason: str, install: list[str] | None = None) -> None:
+        self.reason = reason
+        self.install = list(install or [])
+        super().__init__(reason)
+
+
+# ------------------------------------------------------------------------ availability
+
+
+def worker_python(python: str | os.PathLike | None = None) -> str:
+    """The interpreter of the worker: ``python``, else ``$TFXAI_INNVESTIGATE_PYTHON``, else the
+    current one."""
+    return str(python or os.environ.get("TFXAI_INNVESTIGATE_PYTHON") or sys.executable)
+
+
+def _minor(version: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = str(version).split(".")[:2]
+        return int(major), int(minor)
+    except (ValueError, TypeError):
+        return None
+
+
+def install_commands(tf_version: str | None, python: str | None = None,
+                     python_version: str | None = None) -> list[str]:
+    """The pip commands that install the worker's optional dependencies into ``python``:
+    tf_keras matching ``tf_version`` (for TensorFlow ≥ 2.16, whose ``tf.keras`` is Keras 3)
+    and innvestigate 2.1.2 with ``--no-deps`` (plus ``--ignore-requires-python`` on Python
+    ≥ 3.12, or when the Python version is not known)."""
+    prefix = f"{python} -m " if python else ""
+    cmds = []
+    mm = _minor(tf_version)
+    if mm is None or mm >= (2, 16):
+        major, minor = mm or _minor(_local_tf_version()) or (2, 21)
+        cmds.append(f'{prefix}pip install "tf_keras~={major}.{minor}.0"')
+    if (_minor(python_version) or (3, 99)) >= (3, 12):
+        cmds.append(f"{prefix}{INSTALL_INNVESTIGATE}")
+    else:
+        cmds.append(f"{prefix}pip install --no-deps innvestigate==2.1.2")
+    return cmds
+
+
+def _local_tf_version() -> str | None:
+    try:
+        import tensorflow as tf
+
+        return str(tf.__version__)
+    except ImportError:  # pragma: no cover - tfxai needs TensorFlow
+        return None
+
+
+_PROBED: dict[str, dict[str, Any]] = {}
+
+
+def _probe(python: str) -> dict[str, Any]:
+    """Versions of Python, TensorFlow, tf_keras and innvestigate seen by ``python``; cached once
+    innvestigate is found (a missing one is looked for again at the next call)."""
+    if python not in _PROBED:
+        info = _run_probe(python)
+        if info.get("innvestigate") is None:
+            return info
+        _PROBED[python] = info
+    return _PROBED[python]
+
+
+def _run_probe(python: str) -> dict[str, Any]:
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": f"cannot run {python}: {type(exc).__name__}: {exc}"}
+    if out.returncode != 0:
+        return {"error": f"{python} failed: {out.stderr.strip()[-500:]}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _check(python: str) -> tuple[str | None, list[str]]:
+    """``(None, [])`` when the worker can run, else ``(reason, install commands)``."""
+    info = _probe(python)
+    if "error" in info:
+        return f"the innvestigate worker's Python is unusable: {info['error']}", []
+    tf_version = info.get("tensorflow")
+    problems = []
+    if tf_version is None:
+        problems.append("TensorFlow is not installed")
+        cmds = [f'{python} -m pip install "tensorflow=={_local_tf_version()}"'] if \
+            _local_tf_version() else []
+        cmds += install_commands(_local_tf_version(), python, info.get("python"))
+    else:
+        cmds = install_commands(tf_version, python, info.get("python"))
+        if (_minor(tf_version) or (99, 0)) >= (2, 16):
+            if info.get("tf_keras") is None:
+                problems.append("tf_keras (Keras 2) is not installed")
+            elif _minor(info["tf_keras"]) != _minor(tf_version):
+                problems.append(f"tf_keras {info['tf_keras']} does not match TensorFlow "
+                                f"{tf_version}")
+    if info.get("innvestigate") is None:
+        problems.append("innvestigate is not installed")
+    if not problems:
+        return None, []
+    reason = (f"the innvestigate reference needs innvestigate 2.1.2 and Keras 2 (tf_keras) in "
+              f"the worker's Python {python} (TensorFlow {tf_version or 'missing'}): "
+              f"{'; '.join(problems)}. Install them with:\n  " + "\n  ".join(cmds))
+    return reason, cmds
+
+
+def innvestigate_available(python: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """Whether the worker can run: ``(True, versions)`` or ``(False, reason)``, the reason
+    giving the pip commands that install what is missing. Reads the installed distributions of
+    the worker's Python (nothing is imported; about 0.1 s, cached per interpreter once found)."""
+    exe = worker_python(python)
+    reason, _ = _check(exe)
+    if reason is not None:
+        return False, reason
+    info = _probe(exe)
+    return True, (f"innvestigate {info['innvestigate']}, TensorFlow {info['tensorflow']}, "
+                  f"tf_keras {info.get('tf_keras') or '(tf.keras)'}, Python "
+                  f"{info.get('python')} ({exe})")
+
+
+def _require(python: str) -> None:
+    ok, reason = innvestigate_available(python)
+    if not ok:
+        raise InnvestigateUnavailableError(reason, _check(python)[1])
+
+
+# ------------------------------------------------------------------------ model export
+
+
+def _is_wrapper(op: Any, name: str) -> bool:
+    cls = getattr(graph, name, None)
+    return cls is not None and isinstance(op, cls)
+
+
+def _unwrap(op: Any) -> tuple[Any, Any]:
+    """``(layer whose config and weights are used, activation override or None)``."""
+    if _is_wrapper(op, "FusedActivation"):
+        return op.inner, op.new_activation
+    if _is_wrapper(op, "Alias"):
+        return op.op, None
+    return op, None
+
+
+def _layer_entry(op: Any) -> dict[str, Any]:
+    if graph.is_graph_model(op):
+        entry = keras3_config(op)
+    else:
+        layer, activation = _unwrap(op)
+        if not isinstance(layer, keras.layers.Layer):
+            raise ConfigTranslationError(
+                f"layer {op.name} ({type(layer).__name__}): a Keras operation called on a tensor "
+                "has no Keras 2 layer equivalent; use a Keras layer instead")
+        try:
+            entry = keras.saving.serialize_keras_object(layer)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the layer's name
+            raise ConfigTranslationError(
+                f"layer {op.name} ({type(layer).__name__}) cannot be serialized: "
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        entry["config"] = dict(entry["config"])
+        if activation is not None:
+            try:
+                entry["config"]["activation"] = keras.activations.serialize(activation)
+            except Exception:  # noqa: BLE001
+                raise ConfigTranslationError(
+                    f"layer {op.name}: its activation {activation!r} is not a Keras "
+                    "activation") from None
+        entry["config"]["name"] = op.name
+    return entry
+
+
+def keras3_config(model: Any) -> dict[str, Any]:
+    """``model`` serialized as Keras 3 does (``{"class_name", "config"}``), also when it holds
+    tfxai's graph wrappers (:class:`tfxai.graph.FusedActivation`, :class:`tfxai.graph.Alias`):
+    they are written as the layer they wrap, under their own name."""
+    if not isinstance(model, graph.Functional):
+        return keras.saving.serialize_keras_object(model)
+    from keras.src.models.functional import serialize_node
+    from keras.src.ops.function import make_node_key
+
+    own = model._nodes
+    reindex: dict[str, int] = {}
+    for op in model.operations:
+        kept = 1 if isinstance(op, graph.Functional) else 0
+        for i in range(len(op._inbound_nodes)):
+            key = make_node_key(op, i)
+            if key in own:
+                reindex[key] = kept
+                kept += 1
+    layers = []
+    for op in model.operations:
+        entry = _layer_entry(op)
+        entry["name"] = op.name
+        nodes = []
+        for i, node in enumerate(op._inbound_nodes):
+            if make_node_key(op, i) in own:
+                data = serialize_node(node, own_nodes=own)
+                if data is not None:
+                    nodes.append(data)
+        entry["inbound_nodes"] = nodes
+        layers.append(entry)
+
+    def tensor(t: Any) -> list[Any]:
+        op, node_index, tensor_index = t._keras_history
+        return [op.name, reindex[make_node_key(op, node_index)], tensor_index]
+
+    return {"class_name": "Functional", "config": {
+        "name": model.name, "trainable": model.trainable, "layers": layers,
+        "input_layers": [tensor(t) for t in model.inputs],
+        "output_layers": [tensor(t) for t in model.outputs],
+    }}
+
+
+def _weights(model: Any, prefix: str = "") -> Weights:
+    out: Weights = {}
+    for op in model.layers:
+        path = f"{prefix}{op.name}"
+        if graph.is_graph_model(op):
+            out.update(_weights(op, f"{path}/"))
+            continue
+        layer, _ = _unwrap(op)
+        arrays = [(v.name.split("/")[-1].split(":")[0], np.asarray(v.numpy()))
+                  for v in getattr(layer, "weights", [])]
+        if arrays:
+            out[path] = arrays
+    return out
+
+
+def export_bundle(model: Any, directory: str | os.PathLike, probe: Any = None,
+                  rewrite: bool = True) -> Path:
+    """Write the worker's bundle of a Keras 3 model into ``directory``.
+
+    Files: ``model.json`` (the Keras 2 config), ``weights.npz`` and ``manifest.json`` (arrays
+    per layer path and weight name). ``probe`` (an input batch; default: two seeded standard
+    normal inputs when the input shape is known) is stored with the Keras 3 model's outputs: the
+    worker checks that the rebuilt model reproduces them (relative 1e-3 of the largest output).
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConfigTranslationError(
+            f"model {model.name!r}: innvestigate needs one input and one output, it has "
+            f"{len(model.inputs)} and {len(model.outputs)}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config, weights = to_keras2(keras3_config(model), _weights(model), rewrite=rewrite)
+    arrays: dict[str, np.ndarray] = {}
+    layers = []
+    for path, named in weights.items():
+        items = []
+        for name, arr in named:
+            key = f"w{len(arrays)}"
+            arrays[key] = np.asarray(arr)
+            items.append({"name": name, "key": key})
+        layers.append({"path": path, "weights": items})
+    manifest: dict[str, Any] = {"layers": layers, "probe": None}
+    shape = tuple(model.inputs[0].shape[1:])
+    if probe is None and all(isinstance(d, int) for d in shape):
+        probe = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    if probe is not None:
+        x = np.asarray(probe, np.float32)
+        arrays["probe_x"] = x
+        arrays["probe_y"] = np.asarray(model(x, training=False), np.float64)
+        manifest["probe"] = {"x": "probe_x", "y": "probe_y", "rtol": 1e-3}
+    (directory / "model.json").write_text(json.dumps(config), encoding="utf-8")
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    np.savez(directory / "weights.npz", **arrays)
+    return directory
+
+
+# ------------------------------------------------------------------------ the worker
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _log_tail(path: Path, limit: int = 2000) -> str:
+    try:
+        text = path.read_bytes()[-limit:].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    return f"; last output of the worker:\n{text}" if text else ""
+
+
+def _shutdown(proc: subprocess.Popen, conn: Connection, log: Any, tmpdir: str | None) -> None:
+    """Finalizer: ask the worker to exit, then terminate/kill it; remove its directory."""
+    try:
+        if proc.poll() is None:
+            try:
+                conn.send(("close",))
+            except (OSError, ValueError):
+                pass
+            for stop, wait in ((None, 5), (proc.terminate, 5), (proc.kill, 2)):
+                if stop is not None and proc.poll() is None:
+                    stop()
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+    finally:
+        for closing in (conn.close, log.close):
+            try:
+                closing()
+            except OSError:
+                pass
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class InnvestigateWorker:
+    """A persistent innvestigate process for one model.
+
+    Args:
+        model_path: a bundle directory (:func:`export_bundle`) or a Keras 2 model file that
+            ``tf_keras`` loads; the model maps preprocessed input to logits.
+        start_timeout: seconds allowed for the worker to import TensorFlow and load the model.
+        call_timeout: seconds allowed for one ``analyze`` request (analyzer build included).
+        tmpdir: a directory removed when the worker shuts down (default: a new one). The
+            worker's output (TensorFlow's log) goes to ``worker.log`` there.
+        python: the worker's interpreter (see :func:`worker_python`).
+
+    Raises:
+        InnvestigateUnavailableError: innvestigate or tf_keras is missing for ``python``.
+        InnvestigateWorkerError: the worker failed to start or to load the model.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, start_timeout: float = 300.0,
+                 call_timeout: float = 900.0, tmpdir: str | None = None,
+                 python: str | os.PathLike | None = None) -> None:
+        self.model_path = str(model_path)
+        self.call_timeout = float(call_timeout)
+        self.python = worker_python(python)
+        _require(self.python)
+        if os.name != "posix":
+            raise InnvestigateWorkerError("the innvestigate worker needs a POSIX system")
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tfxai-innvestigate-")
+        self.log_path = Path(self.tmpdir) / "worker.log"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the finalizer
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-c", _BOOT, str(_WORKER_FILE), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=env, cwd=self.tmpdir,
+            )
+        except BaseException:
+            ours.close()
+            log.close()
+            if tmpdir is None:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
+        self._proc = proc
+        self._conn = Connection(ours.detach())
+        self._finalizer = weakref.finalize(self, _shutdown, proc, self._conn, log, self.tmpdir)
+        try:
+            self.versions = self._receive(start_timeout, "starting")
+            self.info = self._request(("load", self.model_path), start_timeout, "loading the model")
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_model(cls, model: keras.Model, probe: Any = None, **kwargs: Any
+                   ) -> InnvestigateWorker:
+        """Export ``model`` (Keras 3; preprocessed input → logits) to a private bundle and start
+        a worker on it. ``probe``: an input batch for the equivalence check."""
+        _require(worker_python(kwargs.get("python")))
+        tmpdir = tempfile.mkdtemp(prefix="tfxai-innvestigate-")
+        try:
+            path = export_bundle(model, Path(tmpdir) / "model", probe=probe)
+        except Exception as exc:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            raise InnvestigateWorkerError(
+                f"cannot export model {model.name!r} for the innvestigate worker: "
+                f"{type(exc).__name__}: {exc}") from exc
+        return cls(path, tmpdir=tmpdir, **kwargs)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive and self._proc.poll() is None
+
+    def close(self) -> None:
+        """Stop the worker (idempotent)."""
+        self._finalizer()
+
+    # ------------------------------------------------------------------ requests
+    def analyze(self, method: str, kwargs: dict[str, Any], x: np.ndarray,
+                targets: Any) -> np.ndarray:
+        """innvestigate's ``method`` relevance of ``x`` (preprocessed) for the ``targets``."""
+        out = self._request(
+            ("analyze", method, dict(kwargs), np.ascontiguousarray(x, np.float32),
+             np.asarray(targets, np.int64)),
+            self.call_timeout, f"running {method}",
+        )
+        return np.asarray(out, np.float32)
+
+    def _died(self, what: str) -> InnvestigateWorkerError:
+        try:
+            self._proc.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        code = self._proc.returncode
+        self.close()
+        return InnvestigateWorkerError(
+            f"innvestigate worker (pid {self.pid}) died while {what}: {_describe_exit(code)}"
+            f"{_log_tail(self.log_path) if code is None or code > 0 else ''}")
+
+    def _request(self, msg: tuple, timeout: float, what: str) -> Any:
+        if not self._finalizer.alive:
+            raise InnvestigateWorkerError(f"innvestigate worker is closed ({what})")
+        try:
+            self._conn.send(msg)
+        except (OSError, ValueError) as exc:
+            err = self._died(what)
+            raise InnvestigateWorkerError(f"{err} (gone: {type(exc).__name__})") from None
+        return self._receive(timeout, what)
+
+    def _receive(self, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ready = self._conn.poll(0.2)
+            except (OSError, ValueError):
+                ready = False
+            if ready:
+                try:
+                    status, payload = self._conn.recv()
+                except (EOFError, OSError):
+                    raise self._died(what) from None
+                if status == "error":
+                    raise InnvestigateWorkerError(
+                        f"innvestigate failed while {what}", worker_traceback=payload)
+                return payload
+            if self._proc.poll() is not None:
+                raise self._died(what)
+            if time.monotonic() > deadline:
+                self.close()
+                raise InnvestigateWorkerError(
+                    f"innvestigate worker (pid {self.pid}) did not answer within {timeout:.0f} s "
+                    f"while {what}; it was stopped")
+
+
+_WORKERS: dict[tuple[int, str], InnvestigateWorker] = {}
+
+
+def _drop_worker(key: tuple[int, str]) -> None:
+    worker = _WORKERS.pop(key, None)
+    if worker is not None:
+        worker.close()
+
+
+def close_worker(backbone: Any, python: str | os.PathLike | None = None) -> None:
+    """Stop the shared worker of ``backbone`` (or of a ``keras.Model``), if any."""
+    _drop_worker((id(_model_of(backbone)), worker_python(python)))
+
+
+def close_workers() -> None:
+    """Stop every shared worker (also done at interpreter exit)."""
+    for key in list(_WORKERS):
+        _drop_worker(key)
+
+
+atexit.register(close_workers)
+
+
+def _model_of(backbone: Any) -> keras.Model:
+    model = getattr(backbone, "logit_model", backbone)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a tfxai Backbone or a keras.Model, got {type(backbone).__name__}")
+    return model
+
+
+def worker_for(backbone: Any, python: str | os.PathLike | None = None, probe: Any = None,
+               **kwargs: Any) -> InnvestigateWorker:
+    """The shared worker of ``backbone.logit_model`` (or of a ``keras.Model``) for the
+    interpreter ``python``: started, or restarted after a crash. ``kwargs`` go to
+    :class:`InnvestigateWorker` when a worker is started; ``call_timeout`` is also applied to a
+    running one."""
+    model = _model_of(backbone)
+    exe = worker_python(python)
+    key = (id(model), exe)
+    worker = _WORKERS.get(key)
+    if worker is not None and worker.alive:
+        if "call_timeout" in kwargs:
+            worker.call_timeout = float(kwargs["call_timeout"])
+        return worker
+    if worker is not None:
+        _drop_worker(key)
+    worker = InnvestigateWorker.from_model(model, probe=probe, python=exe, **kwargs)
+    _WORKERS[key] = worker
+    weakref.finalize(model, _drop_worker, key)
+    return worker
+
+
+# ------------------------------------------------------------------------ public entry point
+
+
+def channel_map(backbone: Any) -> np.ndarray:
+    """For each RGB input channel, the preprocessed channel it becomes.
+
+    The preprocessing is probed with constant images: its 3×3 channel matrix must have one
+    nonzero entry per row and column (a per-channel affine map, possibly reordered as caffe's
+    RGB → BGR). Relevance of a preprocessed value (what :func:`analyze` returns) is then the
+    relevance of the input value it came from: ``relevance[..., channel_map(bb)]``.
+    """
+    h, w = backbone.input_size
+    probe = np.zeros((4, h, w, 3), np.float32)
+    for c in range(3):
+        probe[c + 1, ..., c] = 100.0
+    out = np.asarray(backbone.preprocess(probe))
+    if out.shape != probe.shape:
+        raise ValueError(f"the preprocessing of {backbone.name!r} changes the image shape")
+    diff = out[1:] - out[:1]
+    mat = diff.mean(axis=(1, 2))  # (input channel, preprocessed channel)
+    if not np.allclose(diff, mat[:, None, None, :], atol=1e-3 * (np.abs(mat).max() + 1)):
+        raise ValueError(f"the preprocessing of {backbone.name!r} is not pixel-wise")
+    nz = np.abs(mat) > 1e-6 * np.abs(mat).max()
+    if not (nz.sum(axis=0) == 1).all() or not (nz.sum(axis=1) == 1).all():
+        raise ValueError(
+            f"the preprocessing of {backbone.name!r} mixes colour channels; relevance cannot be "
+            "mapped back to RGB input channels")
+    return nz.argmax(axis=1)
+
+
+def analyze(backbone: Any, method: str, images: Any, targets: Any = None, *,
+            batch_size: int = 32, timeout: float = 900.0,
+            python: str | os.PathLike | None = None, **kwargs: Any) -> np.ndarray:
+    """innvestigate's ``method`` for the ``targets`` logits of ``backbone``.
+
+    Args:
+        backbone: a :class:`tfxai.Backbone` (its ``logit_model`` is analysed, after its
+            ``preprocess`` applied here) or a ``keras.Model`` taking the images as they are.
+        method: an innvestigate analyzer name: ``"lrp.epsilon"``, ``"lrp.z_plus"``,
+            ``"lrp.alpha_1_beta_0"``, ``"lrp.sequential_preset_a"``, ``"guided_backprop"``,
+            ``"deconvnet"``, ``"deep_taylor"``, ``"integrated_gradients"``... (:data:`ANALYZERS`).
+        images: float RGB 0..255, (N, H, W, 3) at the input size.
+        targets: class indices, (N,); ``None`` explains the predicted classes.
+        batch_size: images per worker request.
+        timeout: seconds allowed per request (the worker is stopped after it).
+        python: the worker's interpreter (:func:`worker_python`).
+        **kwargs: the analyzer's parameters (``epsilon=...``); innvestigate is always called
+            with ``neuron_selection_mode="index"``.
+
+    Returns:
+        float32 (N, H, W, C): the relevance of each *preprocessed* input value (apply
+        :func:`channel_map` to map it onto the RGB channels). innvestigate starts its backward
+        pass from the target logit's value, so LRP relevance sums to about the logit.
+
+    Raises:
+        InnvestigateUnavailableError: innvestigate or tf_keras is not installed (the message
+            gives the pip commands).
+        InnvestigateWorkerError: the analyzer failed, or the worker died or timed out.
+    """
+    exe = worker_python(python)
+    _require(exe)
+    model = _model_of(backbone)
+    raw = np.asarray(images, np.float32)
+    prep = getattr(backbone, "preprocess", None) if model is not backbone else None
+    x = np.asarray(prep(raw) if prep is not None else raw, np.float32)
+    if targets is None:
+        targets = np.concatenate([
+            np.asarray(model(x[i:i + batch_size], training=False)).argmax(axis=-1)
+            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.int64)
+    targets = np.asarray(targets, np.int64).reshape(-1)
+    if len(targets) != len(x):
+        raise ValueError(f"{len(targets)} targets for {len(x)} images")
+    worker = worker_for(backbone, python=exe, probe=x[:2] if len(x) else None,
+                        call_timeout=timeout)
+    out = []
+    for i in range(0, len(x), batch_size):
+        rel = worker.analyze(method, kwargs, x[i:i + batch_size], targets[i:i + batch_size])
+        if rel.shape != x[i:i + batch_size].shape:
+            raise InnvestigateWorkerError(
+                f"innvestigate {method!r} returned shape {rel.shape} for input "
+                f"{x[i:i + batch_size].shape}")
+        out.append(rel)
+    return np.concatenate(out) if out else np.zeros_like(x)
