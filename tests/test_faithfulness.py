@@ -57,14 +57,18 @@ def images(n: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def naive_infidelity(bb, x, t, phi, metric: Infidelity, seed: int) -> float:
-    """One perturbation at a time, float64: the definition of Yeh et al. 2019."""
+    """One perturbation at a time, float64: the definition of Yeh et al. 2019, with Φ scaled by
+    the optimal β = E[IᵀΦ·ΔF] / E[(IᵀΦ)²] when the metric normalises (Captum)."""
     noise = metric.noise(seed, x.shape)
     f_x = float(bb.target_logits(x[None], [t])[0])
-    errs = []
+    dots, dfs = [], []
     for eps in noise:
-        df = f_x - float(bb.target_logits((x - eps)[None], [t])[0])
-        errs.append((np.sum(eps.astype(np.float64) * phi) - df) ** 2)
-    return float(np.mean(errs))
+        dfs.append(f_x - float(bb.target_logits((x - eps)[None], [t])[0]))
+        dots.append(np.sum(eps.astype(np.float64) * phi))
+    dots, dfs = np.array(dots), np.array(dfs)
+    if metric.params["normalize"]:
+        dots = dots * (dots * dfs).mean() / (dots**2).mean()
+    return float(np.mean((dots - dfs) ** 2))
 
 
 # --------------------------------------------------------------------------------------- infidelity
@@ -79,12 +83,19 @@ def test_infidelity_of_gradient_on_linear_model_is_zero():
     w = bb.keras_model.layers[-1].get_weights()[0]  # (d, classes)
     np.testing.assert_allclose(raw.reshape(3, -1), w[:, t].T, rtol=1e-6)  # the signed gradient
     metric = tfxai.get_metric("infidelity")
+    assert metric.params["normalize"] is True  # the default: comparable across methods
     values = metric.score(bb, sal, x, t, attributions=raw)
     assert values.shape == (3,)
     assert np.all(values >= 0) and np.all(values < 1e-6), values
-    # a wrong attribution is not faithful: the metric can fail
-    bad = metric.score(bb, sal, x, t, attributions=raw * 2.0)
-    assert np.all(bad > 1e-3), bad
+    # the normalised form ignores the scale: twice the gradient is as faithful...
+    np.testing.assert_allclose(metric.score(bb, sal, x, t, attributions=raw * 2.0), 0, atol=1e-6)
+    # ...the raw form does not
+    raw_form = tfxai.get_metric("infidelity", normalize=False)
+    assert np.all(raw_form.score(bb, sal, x, t, attributions=raw) < 1e-6)
+    assert np.all(raw_form.score(bb, sal, x, t, attributions=raw * 2.0) > 1e-3)
+    # a wrong attribution is not faithful in either form: the metric can fail
+    wrong = np.random.default_rng(0).permutation(raw.reshape(-1)).reshape(raw.shape)
+    assert np.all(metric.score(bb, sal, x, t, attributions=wrong) > 1e-3)
 
 
 def test_infidelity_matches_the_naive_definition_on_a_cnn():
@@ -93,13 +104,15 @@ def test_infidelity_matches_the_naive_definition_on_a_cnn():
     t = np.array([1, 2])
     sal = tfxai.get_attributer("saliency", bb)
     raw = sal.attribute(x, t)
-    metric = tfxai.get_metric("infidelity", sigma=0.05, n_perturbations=7, batch_size=5)
-    got = metric.score(bb, sal, x, t, attributions=raw, seeds=[10, 11])
-    want = [naive_infidelity(bb, x[i], t[i], raw[i].astype(np.float64), metric, 10 + i)
-            for i in range(2)]
-    # F(x) − F(x − I) cancels: float32 logits that differ in the last bit between batch
-    # compositions (TF's CPU kernels block by batch size) move the score by ~1e-4 relative
-    np.testing.assert_allclose(got, want, rtol=1e-3)
+    for normalize in (False, True):
+        metric = tfxai.get_metric("infidelity", sigma=0.05, n_perturbations=7, batch_size=5,
+                                  normalize=normalize)
+        got = metric.score(bb, sal, x, t, attributions=raw, seeds=[10, 11])
+        want = [naive_infidelity(bb, x[i], t[i], raw[i].astype(np.float64), metric, 10 + i)
+                for i in range(2)]
+        # F(x) − F(x − I) cancels: float32 logits that differ in the last bit between batch
+        # compositions (TF's CPU kernels block by batch size) move the score by ~1e-4 relative
+        np.testing.assert_allclose(got, want, rtol=1e-3)
     assert np.all(got > 0)
 
 

@@ -124,8 +124,11 @@ class Infidelity(Metric):
     * F is the pre-softmax logit of the target class.
     * Φ is the raw attribution (signed, in input space). An (N, H, W) attribution broadcasts over the
       three channels, so Iᵀ Φ = Σ_{h,w,c} I_hwc Φ_hw.
-    * ``normalize=True`` first scales Φ by the optimal β = E[Iᵀ Φ · ΔF] / E[(Iᵀ Φ)²] (as Captum
-      does), which makes the score invariant to the scale of Φ.
+    * ``normalize=True`` (the default) first scales Φ by the optimal β = E[Iᵀ Φ · ΔF] / E[(Iᵀ Φ)²]
+      (as Captum does), which makes the score invariant to the scale of Φ: raw infidelity ranks
+      methods by the size of their attributions (saliency's are tiny, Grad-CAM's large) rather
+      than by their faithfulness, so only the normalised form compares methods.
+      ``normalize=False`` is the raw definition of Yeh et al.
 
     Iᵀ Φ is a BLAS product in the attribution's precision (float32; float64 when Φ is float64); ΔF,
     β and the mean are float64. All n_perturbations × N perturbed images go
@@ -143,7 +146,8 @@ class Infidelity(Metric):
         "sigma": Param(0.003, float, "std of the Gaussian perturbation, [0, 1] input units",
                        **above(0)),
         "n_perturbations": Param(50, int, "perturbations per image", **above(0)),
-        "normalize": Param(False, bool, "scale Φ by the optimal β before scoring (Captum)"),
+        "normalize": Param(True, bool, "scale Φ by the optimal β before scoring (Captum), so "
+                           "methods of different scales compare; false: the raw Yeh et al. form"),
         "batch_size": _batch_size,
     }
 
