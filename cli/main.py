@@ -10,7 +10,15 @@ import warnings
 from typing import Any
 
 import click
-from tfxai.cli.options import parse_params, parse_shard, run_options, split_list
+from tfxai.cli.options import (
+    DEFAULT_METHOD,
+    parse_params,
+    parse_shard,
+    run_options,
+    split_list,
+)
+from tfxai.cli.tables import WIDTH as TABLE_WIDTH
+from tfxai.cli.tables import format_table, wide_option
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,14 +38,14 @@ def main() -> None:
     warnings.showwarning = _warning_to_stderr
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+def _table(rows: list[list[str]], header: list[str], wide: bool = False) -> str:
+    """A table that fits in 100 columns (cells wrap), or one line per row with ``wide``."""
+    return format_table(rows, header, width=None if wide else TABLE_WIDTH)
 
 
 @main.command("models")
-def models_cmd() -> None:
+@wide_option
+def models_cmd(wide: bool) -> None:
     """Registered backbones with input size, preprocessing and Grad-CAM layer."""
     from tfxai.models import MODELS
 
@@ -49,19 +57,21 @@ def models_cmd() -> None:
             layer = "?"
         rows.append([spec.name, f"{spec.input_size[0]}x{spec.input_size[1]}",
                      spec.preprocess_mode, layer, spec.description])
-    click.echo(_table(rows, ["model", "input", "preprocess", "last conv layer", "description"]))
+    click.echo(_table(rows, ["model", "input", "preprocess", "last conv layer", "description"],
+                      wide))
     click.echo("\nAlso: any saved .keras/.h5 model file (--model path/to/model.keras).")
 
 
 @main.command("methods")
-def methods_cmd() -> None:
+@wide_option
+def methods_cmd(wide: bool) -> None:
     """Attribution methods with their parameters and defaults."""
     from tfxai.attribution.base import method_info
 
     rows = [[r["name"], ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-",
              r["summary"]] for r in method_info()]
-    click.echo(_table(rows, ["method", "parameters (defaults)", "summary"]))
-    click.echo("\nAll methods also take batch_size; random ones take seed. "
+    click.echo(_table(rows, ["method", "parameters (defaults)", "summary"], wide))
+    click.echo("\nAll methods also take batch_size; random ones take seed.\n"
                "Wrap any method in a noise tunnel: METHOD+smoothgrad.")
 
 
@@ -70,11 +80,36 @@ def metrics_cmd() -> None:
     """Evaluation metrics with family, direction, needs and defaults."""
     from tfxai.evaluation.base import metric_info
 
-    rows = [[r["name"], r["family"], r["direction"], ",".join(r["needs"]) or "-",
-             ",".join(r["variants"]) or "-",
+    rows = [[r["name"], r["family"], r["direction"], r["comparable"],
+             ",".join(r["needs"]) or "-", ",".join(r["variants"]) or "-",
              ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-"]
             for r in metric_info()]
-    click.echo(_table(rows, ["metric", "family", "better", "needs", "variants", "parameters"]))
+    click.echo(_table(rows, ["metric", "family", "better", "comparable", "needs", "variants",
+                             "parameters"]))
+    click.echo("\nbetter: which way is better, per variant where they differ. comparable: whether "
+               "values rank methods\n(scale-dependent values grow with the attribution's size; "
+               "tfxai analyse never ranks on them).")
+
+
+def _defaults(kw: dict[str, Any]) -> None:
+    """The product card's short forms: without --images the bundled sample images (with their
+    boxes next to them), without --method Grad-CAM; said on stderr before any work."""
+    used = []
+    if kw["images"] is None:
+        from tfxai.data.samples import SAMPLE_NAMES, sample_images_dir
+
+        try:
+            kw["images"] = str(sample_images_dir())
+        except (FileNotFoundError, OSError) as exc:
+            _echo(f"error: no --images given and the bundled sample images are unavailable: {exc}")
+            sys.exit(EXIT_USAGE)
+        n = min(len(SAMPLE_NAMES), kw["limit"] or len(SAMPLE_NAMES))
+        used.append(f"the bundled sample images ({n})")
+    if not split_list(kw["methods"]):
+        kw["methods"] = DEFAULT_METHOD
+        used.append(f"method {DEFAULT_METHOD}")
+    if used:
+        _echo(f"using {' and '.join(used)}")
 
 
 def _config(kw: dict[str, Any], metrics: str | None = None):
@@ -82,6 +117,7 @@ def _config(kw: dict[str, Any], metrics: str | None = None):
     from tfxai.run import RunConfig
 
     params = parse_params(kw["params"])
+    _defaults(kw)
     metric_names = split_list(metrics)
     method_names = split_list(kw["methods"])
     known = set(list_methods())
@@ -130,9 +166,16 @@ def _run(fn, cfg) -> None:
         sys.exit(EXIT_FAILURES)
     for note in summary.notes:
         _echo(f"note: {note}")
+    nan = sum(summary.undefined.values())
     _echo(f"{summary.images} images: {summary.computed} attributions computed, "
-          f"{summary.skipped} reused/skipped, {summary.rows} score rows, "
-          f"{summary.errors} errors -> {summary.out}")
+          f"{summary.skipped} reused/skipped, {summary.rows} score rows"
+          + (f" ({nan} NaN)" if summary.rows else "")
+          + f", {summary.errors} errors -> {summary.out}")
+    lines = summary.undefined_lines()
+    if lines:
+        _echo("undefined values (NaN) in the score rows written, by metric and reason:")
+        for line in lines:
+            _echo(f"  {line}")
     if summary.interrupted:
         _echo("interrupted: results so far are saved; re-run the same command to resume.")
         sys.exit(EXIT_INTERRUPTED)
@@ -190,6 +233,7 @@ _register_optional()
 # environment variable silences them). They say nothing to a tfxai user.
 _TF_IMPORT_NOISE = re.compile(
     r"All log messages before absl::InitializeLog|cudart_stub\.cc|Could not find cuda drivers|"
+    r"failed call to cuInit|cuda_platform\.cc|cuda_diagnostics|"
     r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
     r"TF-TRT Warning|oneDNN custom operations are on|cpu_feature_guard\.cc|"
     r"rebuild TensorFlow with the appropriate compiler flags"
@@ -207,7 +251,9 @@ def _import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device start-up logs its CUDA probe here
         except ImportError:
             pass  # reported where tfxai imports it
         finally:

@@ -397,7 +397,9 @@ class Backbone:
     def _compiled_logits(self) -> Any:
         if self._logits_fn is None:
             spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
-            self._logits_fn = tf.function(self.logits, input_signature=[spec], reduce_retracing=True)
+            # plain TF ops: no autograph conversion of this class's methods
+            self._logits_fn = tf.function(self.logits, input_signature=[spec],
+                                          reduce_retracing=True, autograph=False)
         return self._logits_fn
 
     def predict_logits(self, images: Any, batch_size: int = 32) -> np.ndarray:

@@ -58,7 +58,7 @@ def target_logits_fn(backbone: Any) -> Any:
         spec = [tf.TensorSpec((None, *backbone.input_shape), tf.float32),
                 tf.TensorSpec((None,), tf.int32)]
         fn = tf.function(lambda x, t: backbone.target_logits(x, t), input_signature=spec,
-                         reduce_retracing=True)
+                         reduce_retracing=True, autograph=False)
         backbone._tfxai_target_logits_fn = fn
     return fn
 
