@@ -61,8 +61,8 @@ def compare_predictions(old_dir: Path, new_dir: Path) -> str | None:
     m = a.merge(b, on=["image_id", "model"], suffixes=("_old", "_new"))
     same = int((m["predicted_old"] == m["predicted_new"]).sum())
     conf = np.abs(m["confidence_old"] - m["confidence_new"]).max()
-    acc_old = a["correct"].astype(str).str.lower().eq("true").sum()
-    acc_new = b["correct"].astype(str).str.lower().eq("true").sum()
+    acc_old = a["correct"].astype(str).str.lower().isin(["true", "1"]).sum()
+    acc_new = b["correct"].astype(str).str.lower().isin(["true", "1"]).sum()
     return (f"predictions: {same}/{len(m)} identical top-1; correct {acc_old}/{len(a)} (old) vs "
             f"{acc_new}/{len(b)} (new); max |Δconfidence| {conf:.2e}")
 
