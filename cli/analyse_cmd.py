@@ -12,8 +12,9 @@ from tfxai.cli.options import split_list
 from tfxai.analysis import AnalysisOptions, ResultsError
 from tfxai.analysis import analyse as run_analysis
 from tfxai.analysis.modelinfo import parse_assignments
+from tfxai.analysis.pipeline import DEFAULT_GALLERY
 from tfxai.analysis.reliability import INSUFFICIENT, verdicts
-from tfxai.analysis.summary import parse_by
+from tfxai.analysis.summary import Bootstrap, parse_by
 
 
 def _fmt(value: float) -> str:
@@ -72,23 +73,39 @@ def _share_option(flag: str, default: float, help_text: str) -> Callable[[Callab
 @click.option(
     "--gallery",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Draw a gallery of the first N images (needs an attribution store).",
+    default=None,
+    help="Draw a gallery of the first N images (needs an attribution store). Default: "
+    f"{DEFAULT_GALLERY} when the image folder is known (--images or runs.jsonl), else none.",
 )
+@click.option("--no-gallery", is_flag=True, default=False, help="Draw no gallery.")
 @click.option("--gallery-images", default=None, metavar="ID,...", help="Image ids for the gallery.")
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Folder with the images, to draw the gallery's maps over them.",
+    help="Folder with the images, to draw the gallery's maps over them (default: the folder "
+    "recorded in runs.jsonl).",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples (over images) of the confidence intervals.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling."
 )
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw plots/*.png.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
 def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_pair_share, min_w,
-            gallery, gallery_images, images, plots, report):  # fmt: skip
+            gallery, no_gallery, gallery_images, images, resamples, seed, plots,
+            report):  # fmt: skip
     """Summarise RESULTS_DIR(s) (default: results) into summary.csv, plots/*.png and report.html."""
     dirs = list(results_dirs) or [Path("results")]
+    if no_gallery and (gallery or gallery_images):
+        raise click.UsageError("--no-gallery contradicts --gallery/--gallery-images")
     try:
         options = AnalysisOptions(
             by=parse_by(by),
@@ -97,11 +114,12 @@ def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_
             architecture=parse_assignments(architecture, "--architecture"),
             min_pair_share=min_pair_share,
             min_w=min_w,
-            gallery=gallery,
+            gallery=0 if no_gallery else gallery,
             gallery_images=split_list(gallery_images),
             images=images,
             plots=plots,
             report=report,
+            bootstrap=Bootstrap(resamples=resamples, seed=seed),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -116,8 +134,11 @@ def analyse(results_dirs, by, out, high_confidence, accuracy, architecture, min_
         click.echo(f"note: {note}", err=True)
     rows = verdicts(result.tables["reliability"])
     tested = rows[rows["verdict"] != INSUFFICIENT]
-    if len(rows) and tested.empty:
-        click.echo("reliability: not tested (needs at least two models and two methods)", err=True)
+    untested = rows[rows["verdict"] == INSUFFICIENT]
+    for reason in dict.fromkeys(untested["reason"]):
+        names = untested.loc[untested["reason"] == reason, ["metric", "variant"]]
+        listed = ", ".join(f"{m}[{v}]" if v else m for m, v in names.itertuples(index=False))
+        click.echo(f"reliability: not tested ({listed}): {reason}", err=True)
     for row in tested.itertuples(index=False):
         name = f"{row.metric}[{row.variant}]" if row.variant else row.metric
         click.echo(

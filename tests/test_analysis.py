@@ -85,7 +85,9 @@ def write_results(folder: Path, rows: list[dict], predictions: list[dict] | None
     return folder
 
 
-def family_rows(metric: str, means: dict[str, dict[str, float]], n_images: int = 3) -> list[dict]:
+def family_rows(
+    metric: str, means: dict[str, dict[str, float]], n_images: int = 3, variant: str = ""
+) -> list[dict]:
     """Rows whose per-(model, method) mean is exactly ``means[model][method]`` (values mean±1)."""
     rows = []
     for model, per_method in means.items():
@@ -94,7 +96,8 @@ def family_rows(metric: str, means: dict[str, dict[str, float]], n_images: int =
             for k, off in enumerate(offsets):
                 rows.append(
                     score_row(
-                        f"img{k}", model, method, metric, mean + off, weights=f"/m/{model}.keras"
+                        f"img{k}", model, method, metric, mean + off, variant=variant,
+                        weights=f"/m/{model}.keras",
                     )
                 )
     return rows
@@ -257,7 +260,9 @@ def reliability_folder(tmp_path: Path) -> Path:
         "f60": {"gradcam": 3.0, "ig": 1.0, "saliency": 2.0},
         "f80": {"gradcam": 2.0, "ig": 3.0, "saliency": 1.0},
     }
-    rows = family_rows("max_sensitivity", constant) + family_rows("infidelity", flipping)
+    rows = family_rows("max_sensitivity", constant, variant="relative") + family_rows(
+        "infidelity", flipping
+    )
     return write_results(tmp_path / "family", rows)
 
 
@@ -279,6 +284,8 @@ def test_reliability_constant_order_reliable_and_flipped_unreliable(tmp_path):
     # rankings (lower is better) per model: f20 (3,2,1), f40 (1,2,3), f60 (3,1,2), f80 (2,3,1)
     #   rank sums (9, 8, 7), mean 8: S = 2, W = 12·2 / (16·24) = 1/16
     assert table.loc["infidelity", "kendalls_w"] == pytest.approx(1.0 / 16.0)
+    # metric_params "{}" do not say normalize=true: raw infidelity names no best method
+    assert table.loc["infidelity", "best_method"] == ""
     models = result.tables["model_info"].set_index("model_id")
     assert (
         models.loc["f40", "accuracy"] == 0.65 and models.loc["f40", "accuracy_source"] == "option"
@@ -643,3 +650,323 @@ def test_gallery_from_results_attribution_store(tmp_path):
     assert all(np.allclose(gallery.display_map(i.load()), np.eye(6)) for i in items)
     analyse([folder], tmp_path / "o", AnalysisOptions(gallery=1, report=False))
     assert (tmp_path / "o" / "plots" / "gallery_vgg16.png").is_file()
+
+
+# ---------------------------------------------------------------- issue 19: a report that tells the truth
+
+
+def test_bootstrap_ci_hand_computation():
+    from tfxai.analysis import bootstrap_ci
+
+    # the documented algorithm, done by hand with the same seed
+    values = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    idx = np.random.default_rng(7).integers(0, 5, size=(1000, 5))
+    expected = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
+    low, high, n = bootstrap_ci(values, resamples=1000, level=0.95, seed=7)
+    assert (low, high, n) == (pytest.approx(expected[0]), pytest.approx(expected[1]), 5)
+    assert bootstrap_ci(values, seed=7) == bootstrap_ci(values, seed=7)  # seeded: reproducible
+    # two images valued 0 and 1: resample means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4,
+    # so the 2.5th and 97.5th percentiles of 1000 resamples are 0 and 1
+    assert bootstrap_ci([0.0, 1.0], seed=0)[:2] == (0.0, 1.0)
+    # over images, not rows: image a has values 1 and 3 (sum 4, 2 values), image b has 5.
+    # resamples {a,a} → 8/4 = 2, {a,b} → 9/3 = 3, {b,b} → 5: the interval is [2, 5]
+    assert bootstrap_ci([1.0, 3.0, 5.0], ["a", "a", "b"], seed=0)[:2] == (2.0, 5.0)
+    constant = bootstrap_ci([0.4, 0.4, 0.4, np.nan])
+    assert constant == (pytest.approx(0.4), pytest.approx(0.4), 3)
+    one = bootstrap_ci([0.3, np.nan])
+    assert math.isnan(one[0]) and math.isnan(one[1]) and one[2] == 1
+
+
+def test_summary_has_seeded_intervals_next_to_the_mean(tmp_path):
+    from tfxai.analysis import Bootstrap, bootstrap_ci
+
+    values = [0.1, 0.5, 0.2, 0.9, float("nan")]
+    rows = [score_row(f"i{k}", "m", "gradcam", "iou", v) for k, v in enumerate(values)]
+    folder = write_results(tmp_path / "r", rows)
+    options = AnalysisOptions(plots=False, report=False, bootstrap=Bootstrap(500, 0.9, 3))
+    analyse([folder], tmp_path / "o", options)
+    table = pd.read_csv(tmp_path / "o" / "summary.csv").iloc[0]
+    low, high, n = bootstrap_ci(values, [f"i{k}" for k in range(5)], 500, 0.9, 3)
+    assert table["ci_low"] == pytest.approx(low) and table["ci_high"] == pytest.approx(high)
+    assert table["n"] == n == 4 and table["count"] == 4 and table["nan_count"] == 1
+    assert table["ci_low"] <= table["mean"] <= table["ci_high"]
+    assert table["direction"] == "higher" and bool(table["comparable"]) is True
+
+
+def ranking_rows(metric: str, per_method: dict[str, list[float]], params: str = "{}") -> list[dict]:
+    rows = []
+    for method, values in per_method.items():
+        for k, v in enumerate(values):
+            row = score_row(f"i{k}", "m", method, metric, v)
+            row["metric_params"] = params
+            rows.append(row)
+    return rows
+
+
+def test_ties_are_shown_as_ties_never_won_by_the_first_name(tmp_path):
+    rows = (
+        # exactly equal: a tie, whatever the order of the names
+        ranking_rows("iou", {"zeta": [0.2, 0.4, 0.6], "alpha": [0.2, 0.4, 0.6], "mid": [0.0, 0.01, 0.02]})
+        # overlapping intervals: 0.52 lies inside b's interval → tie
+        + ranking_rows("pointing_game", {"a": [0.5, 0.52, 0.54], "b": [0.3, 0.55, 0.8]})
+        # a clear winner that is not the first name
+        + ranking_rows("energy_pointing_game", {"a": [0.1, 0.11, 0.12], "b": [0.8, 0.81, 0.82]})
+        # lower is better: the smallest mean wins
+        + ranking_rows("deletion", {"a": [0.1, 0.11, 0.12], "b": [0.8, 0.81, 0.82]})
+    )  # fmt: skip
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o",
+                     AnalysisOptions(plots=False))  # fmt: skip
+    table = result.tables["ranking"].set_index("metric")
+    assert table.loc["iou", "best"] == "tie: alpha, zeta" and table.loc["iou", "status"] == "tie"
+    assert table.loc["pointing_game", "best"] == "tie: a, b"
+    assert table.loc["energy_pointing_game", "best"] == "b"
+    assert table.loc["deletion", "best"] == "a"
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "tie: alpha, zeta" in html
+    # both tied cells are highlighted, not only the first
+    iou_row = next(r for r in html.split("<tr>") if r.startswith("<td>iou</td>"))
+    assert iou_row.count('class="best"') == 2
+
+
+def test_metric_not_comparable_across_methods_is_never_ranked(tmp_path):
+    raw = json.dumps({"n_perturbations": 50, "normalize": False, "seed": 0, "sigma": 0.003})
+    rows = ranking_rows("infidelity", {"gradcam": [9000.0, 9100.0, 9200.0],
+                                       "saliency": [0.09, 0.1, 0.11]}, raw)  # fmt: skip
+    rows += ranking_rows("max_sensitivity", {"gradcam": [5.0, 5.1, 5.2], "saliency": [0.1, 0.2, 0.3]})
+    for row in ranking_rows("max_sensitivity", {"gradcam": [0.1, 0.11, 0.12], "saliency": [0.5, 0.6, 0.7]}):
+        rows.append({**row, "variant": "relative"})
+    rows += ranking_rows("iou", {"gradcam": [0.5, 0.6, 0.7], "saliency": [0.1, 0.15, 0.2]})
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o", AnalysisOptions())
+    table = result.tables["ranking"].set_index(["metric", "variant"])
+    for key in (("infidelity", ""), ("max_sensitivity", "")):
+        assert table.loc[key, "best"] == "" and table.loc[key, "status"] == "not comparable"
+        assert not table.loc[key, "comparable"]
+    assert "normalize=false" in table.loc[("infidelity", ""), "reason"]
+    assert table.loc[("max_sensitivity", "relative"), "best"] == "gradcam"
+    assert table.loc[("iou", ""), "best"] == "gradcam"
+    summary_csv = pd.read_csv(tmp_path / "o" / "summary.csv", keep_default_na=False)
+    assert set(summary_csv.loc[summary_csv["metric"] == "infidelity", "comparable"]) == {False}
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "Not comparable across methods, so shown but never ranked: infidelity (normalize=false" in html
+    infidelity_row = next(r for r in html.split("<tr>") if r.startswith("<td>infidelity</td>"))
+    assert 'class="best"' not in infidelity_row and "not ranked" in infidelity_row
+    assert "9.1e+03" in infidelity_row  # the values are still shown
+    # the bar chart says so in the panel
+    figure = plots_module().bar_chart(
+        result.tables["summary"], "infidelity", {"": "lower"}, {"": "normalize=false: raw"}
+    )
+    assert "NOT COMPARABLE ACROSS METHODS" in figure.axes[0].get_title()
+
+
+def plots_module():
+    from tfxai.analysis import plots
+
+    return plots
+
+
+def test_undefined_values_are_counted_with_their_reasons(tmp_path):
+    rows = []
+    notes = ["gated out: |ΔP| = 0.123 ≥ 0.05", "gated out: |ΔP| = 0.071 ≥ 0.05", "", "no boxes"]
+    values = [float("nan"), float("nan"), 0.7, float("nan")]
+    for k, (value, note) in enumerate(zip(values, notes, strict=True)):
+        row = score_row(f"i{k}", "m", "gradcam", "ssim_augmentation", value, variant="rotate_15")
+        rows.append({**row, "note": note})
+    rows.append({**score_row("i0", "m", "gradcam", "iou", float("nan")), "note": ""})
+    rows.append(score_row("i1", "m", "gradcam", "iou", 0.4))
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o", AnalysisOptions(plots=False))
+    table = result.tables["undefined"].set_index("metric")
+    assert table.loc["ssim_augmentation", "undefined"] == 3
+    assert table.loc["ssim_augmentation", "rows"] == 4
+    assert table.loc["ssim_augmentation", "share"] == pytest.approx(0.75)
+    assert table.loc["ssim_augmentation", "reasons"] == "2 gated out (|ΔP| ≥ 0.05); 1 no boxes"
+    assert table.loc["iou", "reasons"] == "1 no reason recorded"
+    assert ("Undefined values: ssim_augmentation: 3 of 4 values undefined (75%): "
+            "2 gated out (|ΔP| ≥ 0.05); 1 no boxes") in result.notes  # fmt: skip
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert 'class="loud"' in html and "2 gated out (|ΔP| ≥ 0.05)" in html
+
+
+def test_error_bars_stay_in_range_and_out_of_range_values_are_reported(tmp_path):
+    from tfxai.analysis import plots
+
+    # pointing game: 0/1 per image with a mean near 1 (the old bars went to 1.2)
+    rows = ranking_rows("pointing_game", {"a": [1.0, 1.0, 1.0, 0.0, 1.0, 1.0], "b": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]})
+    rows += ranking_rows("iou", {"a": [0.5, 1.2, 0.4]})  # 1.2 is outside [0, 1]
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o", AnalysisOptions())
+    summary = result.tables["summary"]
+    game = summary[summary["metric"] == "pointing_game"]
+    assert (game["ci_low"] >= 0).all() and (game["ci_high"] <= 1).all()
+    figure = plots.bar_chart(summary, "pointing_game", "higher")
+    axes = figure.axes[0]
+    ends = [seg[:, 1] for c in axes.collections for seg in c.get_segments()]
+    assert ends and all(((e >= 0) & (e <= 1)).all() for e in ends)
+    assert axes.get_ylim()[1] <= 1.05
+    iou = summary[summary["metric"] == "iou"].iloc[0]
+    assert iou["out_of_range"] == 1 and iou["mean"] == pytest.approx(0.7)  # nothing clipped
+    assert any("iou: 1 value(s) lie outside its range [0, 1]" in n for n in result.notes)
+    title = plots.bar_chart(summary, "iou", "higher").axes[0].get_title()
+    assert "1 value(s) outside [0, 1] (not clipped)" in title
+
+
+def test_empty_panels_say_no_data(tmp_path):
+    from tfxai.analysis import plots
+
+    rows = [score_row(f"i{k}", "m", "g", "iou", float("nan")) for k in range(3)]
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o", AnalysisOptions())
+    figure = plots.bar_chart(result.tables["summary"], "iou", "higher")
+    texts = [t.get_text() for a in figure.axes for t in a.texts]
+    assert texts == ["no data: all 3 values undefined"]
+    empty = plots.roar_plot(pd.DataFrame(columns=["method", "fraction", "mean", "std_sample"]))
+    assert [t.get_text() for a in empty.axes for t in a.texts] == ["ROAR: no data"]
+
+
+def test_reliability_says_what_is_missing_and_what_a_verdict_means(tmp_path):
+    rows = ranking_rows("iou", {"a": [0.1, 0.2], "b": [0.5, 0.6]})
+    result = analyse([write_results(tmp_path / "r", rows)], tmp_path / "o", AnalysisOptions())
+    row = reliability.verdicts(result.tables["reliability"]).iloc[0]
+    assert row["verdict"] == "insufficient data" and row["best_method"] == ""
+    assert row["reason"] == "needs at least two models of one architecture; these results have one model (m)"
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "Not tested (iou): needs at least two models of one architecture" in html
+    # two models, one method: the other thing that can be missing
+    rows = [score_row("i0", m, "a", "iou", 0.3) for m in ("m1", "m2")]
+    result = analyse([write_results(tmp_path / "r2", rows)], tmp_path / "o2", AnalysisOptions(plots=False))
+    row = reliability.verdicts(result.tables["reliability"]).iloc[0]
+    assert row["reason"] == "needs at least two methods with a value in every model; found one method (a)"
+    # with data: one line says what the verdict means
+    folder = reliability_folder(tmp_path)
+    analyse([folder], tmp_path / "o3", AnalysisOptions(accuracy=dict(ACCURACY), plots=False))
+    html = (tmp_path / "o3" / "report.html").read_text()
+    assert "reliable (max_sensitivity [relative]): the methods came out in the same order" in html
+    assert "unreliable (infidelity): the order of the methods changed between models" in html
+
+
+def test_cost_says_when_seconds_are_batch_means():
+    per_image = [score_row(i, "m", "ig", "iou", 0.1, seconds=s) for i, s in (("a", 1.5), ("b", 2.5))]
+    batch = [score_row(i, "m", "gc", "iou", 0.1, seconds=0.7) for i in ("a", "b", "c")]
+    batch += [score_row("d", "m", "gc", "iou", 0.1, seconds=0.9)]
+    table = cost.cost_table(pd.DataFrame(per_image + batch).assign(model_id="m", run="r"))
+    timing = table.set_index("method")["timing"]
+    assert timing["ig"] == "per image"
+    assert timing["gc"] == "batch mean (2 values over 4 images)"
+
+
+def test_metric_directions_come_from_the_metadata_table():
+    from tfxai import metadata
+
+    assert metric_direction("road", "lerf").higher_is_better
+    assert not metric_direction("road", "morf").higher_is_better
+    assert metric_direction("model_randomisation", "spearman@dense").direction == "lower"
+    assert metric_direction("iou").source == "tfxai.metadata"
+    for name, meta in metadata.METRICS.items():
+        assert metric_direction(name).direction == meta.direction
+
+
+def write_gallery_case(tmp_path: Path) -> Path:
+    """A results folder with a store (gradcam and integrated gradients of one 64×48 image), the
+    image with a VOC box, predictions with an ImageNet label, and runs.jsonl naming the folders."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.full((96, 128, 3), 128, np.uint8)).save(data / "fish.png")  # W 128, H 96
+    (data / "fish.xml").write_text(
+        "<annotation><size><width>128</width><height>96</height></size><object><name>n01440764</name>"
+        "<bndbox><xmin>33</xmin><ymin>25</ymin><xmax>96</xmax><ymax>72</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    folder = write_results(tmp_path / "r", [score_row("fish", "vgg16", "gradcam", "iou", 0.3)],
+                           [{"image_id": "fish", "model": "vgg16", "weights": "imagenet", "label": 0,
+                             "predicted": 1, "confidence": 0.62, "correct": False}])  # fmt: skip
+    signed = np.zeros((48, 64, 3), np.float32)
+    signed[10:20, 10:20] = 1.0
+    signed[30:40, 40:50] = -1.0
+    write_store(folder / "attributions.h5", {("vgg16", "gradcam", "fish"): np.ones((48, 64), np.float32),
+                                             ("vgg16", "integrated_gradients", "fish"): signed})  # fmt: skip
+    (folder / "runs.jsonl").write_text(json.dumps({"command": "evaluate", "images": str(data),
+                                                   "annotations": None, "resize": "squash"}) + "\n")
+    return folder
+
+
+def test_gallery_draws_boxes_classes_and_is_on_by_default(tmp_path):
+    from PIL import Image
+
+    from tfxai.analysis import plots
+
+    folder = write_gallery_case(tmp_path)
+    result = analyse([folder], tmp_path / "o", AnalysisOptions(report=False))
+    png = tmp_path / "o" / "plots" / "gallery_vgg16.png"
+    assert png in result.files  # on by default: the image folder is known from runs.jsonl
+    # the box: VOC (33, 25)-(96, 72) 1-based inclusive on 128×96 → (32, 24, 96, 72) half-open → ×0.5
+    loaded = load_results([folder])
+    data = gallery.collect_all(loaded.store_paths, 1, [tmp_path / "data"],
+                               predictions=loaded.predictions, scores=loaded.scores)  # fmt: skip
+    assert np.allclose(data.boxes["fish"], [[16, 12, 48, 36]])
+    caption = data.captions[("vgg16", "fish")]
+    assert (caption.label_name, caption.predicted_name, caption.correct) == ("tench", "goldfish", False)
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    green = (pixels[..., 1] > 200) & (pixels[..., 0] < 80) & (pixels[..., 2] < 80)
+    assert green.sum() > 100  # box outlines in pure green on three panels
+    wrong = (pixels[..., 0] > 180) & (pixels[..., 1] < 70) & (pixels[..., 2] < 80)
+    assert wrong.sum() > 20  # the red "✗" caption and the signed map's positive evidence
+    figure = plots.gallery_figure(data.items, data.images, "vgg16", boxes=data.boxes,
+                                  captions=data.captions)  # fmt: skip
+    texts = " | ".join(t for a in figure.axes for t in (a.get_title(loc="left"), a.get_xlabel(),
+                                                         a.get_title()))  # fmt: skip
+    assert "true: tench" in texts and "pred: goldfish ✗ p=0.62" in texts
+    assert "explained: goldfish" in texts  # the stored target (1)
+    assert "99th percentile" in figure.get_suptitle()
+    # one colour bar per method, labelled with how its maps are drawn
+    assert "heat, scaled to max" in texts and "signed; p = 99th pct of |value|" in texts
+    # no gallery when asked not to
+    off = analyse([folder], tmp_path / "off", AnalysisOptions(report=False, gallery=0))
+    assert not any("gallery" in p.name for p in off.files)
+
+
+def test_gallery_display_kinds_and_percentile_clip():
+    rng = np.random.default_rng(0)
+    signed = rng.normal(size=(20, 20, 3)).astype(np.float32)
+    assert gallery.display_kind("integrated_gradients", [signed]) == gallery.SIGNED
+    assert gallery.display_kind("saliency", [signed]) == gallery.MAGNITUDE
+    assert gallery.display_kind("gradcam", [np.abs(signed)]) == gallery.CAM
+    assert gallery.display_kind("deeplift+smoothgrad_sq", [signed]) == gallery.MAGNITUDE
+    assert gallery.display_kind("lrp_epsilon", [np.abs(signed)]) == gallery.MAGNITUDE
+    values = gallery.signed_map(signed)
+    summed = signed.sum(axis=-1)
+    peak = np.percentile(np.abs(summed), 99)
+    assert values.min() == -1.0 and values.max() == 1.0
+    inside = np.abs(summed) < peak
+    assert np.allclose(values[inside], summed[inside] / peak)
+
+
+def test_analysis_and_analyse_command_do_not_import_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    folder = write_gallery_case(tmp_path)
+    code = (
+        "import sys\n"
+        "from tfxai.analysis import analyse, AnalysisOptions\n"
+        f"analyse([{str(folder)!r}], {str(tmp_path / 'o')!r}, AnalysisOptions())\n"
+        "from tfxai.cli.main import main\n"
+        f"main(['analyse', {str(folder)!r}, '--out', {str(tmp_path / 'o2')!r}], standalone_mode=False)\n"
+        "import tfxai.metadata\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    assert (tmp_path / "o2" / "report.html").is_file()
+
+
+def test_cli_gallery_switch_and_bootstrap_options(tmp_path):
+    folder = write_gallery_case(tmp_path)
+    result = CliRunner().invoke(load_cli(), [str(folder), "--out", str(tmp_path / "o"), "--no-gallery",
+                                             "--bootstrap", "200", "--seed", "5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "o" / "plots" / "gallery_vgg16.png").exists()
+    assert "200 resamples over images" in (tmp_path / "o" / "report.html").read_text()
+    assert "reliability: not tested (iou): needs at least two models" in result.output
+    bad = CliRunner().invoke(load_cli(), [str(folder), "--no-gallery", "--gallery", "2"])
+    assert bad.exit_code == 2

@@ -1,8 +1,8 @@
 """The Analyser: summaries, the reliability test, plots and a self-contained HTML report.
 
 It reads results folders (``scores.csv``, ``predictions.csv`` and optionally ``roar.csv``, ``models.csv``
-and ``attributions.h5``) and needs no model. Entry point: :func:`analyse`. It never imports the CLI, and imports TensorFlow only
-indirectly, if ``tfxai.evaluation`` does when asked for a metric's direction.
+and ``attributions.h5``) and needs no model. Entry point: :func:`analyse`. It never imports the CLI nor
+TensorFlow: metric facts (direction, range, comparability) come from :mod:`tfxai.metadata`.
 """
 
 from .directions import HIGHER, LOWER, Direction, metric_direction
@@ -17,7 +17,7 @@ from .reliability import (
     rank_methods,
     reliability_test,
 )
-from .summary import add_band, confidence_band, describe, summarise
+from .summary import Bootstrap, add_band, bootstrap_ci, confidence_band, describe, summarise
 
 __all__ = [
     "HIGHER",
@@ -27,11 +27,13 @@ __all__ = [
     "UNRELIABLE",
     "Analysis",
     "AnalysisOptions",
+    "Bootstrap",
     "Direction",
     "Results",
     "ResultsError",
     "add_band",
     "analyse",
+    "bootstrap_ci",
     "confidence_band",
     "describe",
     "kendalls_w",

@@ -3,7 +3,8 @@
 The ``ssim_augmentation`` metric has one ``variant`` per augmentation. Variants named ``rotate_<angle>`` are
 *rotations*; every other variant (``boost_chromaticity``, ``freaky_details``, ``normalize_local``,
 ``mighty_details``, ``sharpen``, ...) is a *filter*. The ``all`` group pools every variant. Statistics are
-those of :func:`tfxai.analysis.summary.describe` (sample std, ddof=1) over image × variant rows.
+those of :func:`tfxai.analysis.summary.describe` (sample std, ddof=1) over image × variant rows; with
+``ci`` the bootstrap interval resamples images, each with all its variants of the group.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .summary import STAT_COLUMNS, describe, summarise
+from .summary import CI_COLUMNS, STAT_COLUMNS, Bootstrap, describe_rows, summarise
 
 SSIM_METRIC = "ssim_augmentation"
 ROTATIONS, FILTERS, ALL = "rotations", "filters", "all"
@@ -31,11 +32,15 @@ def ssim_rows(scores: pd.DataFrame, metric: str = SSIM_METRIC) -> pd.DataFrame:
 
 
 def ssim_groups(
-    scores: pd.DataFrame, by: Sequence[str] = ("model_id", "method"), metric: str = SSIM_METRIC
+    scores: pd.DataFrame,
+    by: Sequence[str] = ("model_id", "method"),
+    metric: str = SSIM_METRIC,
+    ci: Bootstrap | None = None,
 ) -> pd.DataFrame:
-    """Mean/std/count per ``by`` × (rotations, filters, all) for ``metric``; empty when it is absent."""
+    """Mean/std/count per ``by`` × (rotations, filters, all) for ``metric``; empty when it is absent.
+    With ``ci``, also the bootstrap interval over images (:data:`CI_COLUMNS`)."""
     rows = ssim_rows(scores, metric)
-    columns = [*by, "augmentation_group", *STAT_COLUMNS]
+    columns = [*by, "augmentation_group", *STAT_COLUMNS, *(CI_COLUMNS if ci is not None else ())]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     pooled = rows.assign(augmentation_group=ALL)
@@ -47,7 +52,7 @@ def ssim_groups(
         out.append(
             {
                 **dict(zip([*by, "augmentation_group"], group, strict=True)),
-                **describe(frame["value"]),
+                **describe_rows(frame, metric, ci),
             }
         )
     table = pd.DataFrame(out, columns=columns)
@@ -60,12 +65,16 @@ def ssim_groups(
 
 
 def ssim_per_augmentation(
-    scores: pd.DataFrame, by: Sequence[str] = ("model_id", "method"), metric: str = SSIM_METRIC
+    scores: pd.DataFrame,
+    by: Sequence[str] = ("model_id", "method"),
+    metric: str = SSIM_METRIC,
+    ci: Bootstrap | None = None,
 ) -> pd.DataFrame:
     """Mean/std/count per ``by`` × augmentation (variant) for ``metric``, with its group."""
     rows = ssim_rows(scores, metric)
     if rows.empty:
         return pd.DataFrame(columns=[*by, "variant", "augmentation_group", *STAT_COLUMNS])
-    table = summarise(rows, by=by).drop(columns="metric")
+    table = summarise(rows, by=by, ci=ci).drop(columns="metric")
+    table = table.drop(columns=[c for c in ("direction", "comparable") if c in table.columns])
     table.insert(1, "augmentation_group", [augmentation_group(v) for v in table["variant"]])
     return table

@@ -5,6 +5,12 @@ is one (run, image, model, weights, method, method_params) key; its cost is the 
 found on its rows (equal to the repeated value; robust if a writer stored slightly different timings per
 row). Statistics follow :func:`tfxai.analysis.summary.describe` (sample std, ddof=1).
 
+``seconds`` may be timed per image, or be the time of a whole batch divided by its size and repeated on
+each of its images (older results). Per-image timings practically never repeat exactly, so when
+different images of one (run, model, method, method_params) share a value, the ``timing`` column says
+``batch mean`` with the number of distinct values (≈ batches): the std then measures the spread between
+batches, not between images. Otherwise it says ``per image``.
+
 :func:`cost_by_metric` gives the per-row view (seconds per score row, per metric) for completeness.
 """
 
@@ -26,10 +32,30 @@ def attribution_seconds(scores: pd.DataFrame) -> pd.DataFrame:
     return grouped.reset_index()
 
 
+PER_IMAGE, BATCH_MEAN = "per image", "batch mean"
+
+
+def timing_kind(per: pd.DataFrame) -> str:
+    """``per image``, or ``batch mean (k values over n images)`` when images of one run × model ×
+    method × params share a ``seconds`` value (see the module docstring)."""
+    key = [k for k in ("run", "model_id", "weights", "method", "method_params") if k in per.columns]
+    shared = False
+    distinct = 0
+    images = 0
+    for _, frame in per.groupby(key, sort=True, dropna=False) if key else [(None, per)]:
+        values = pd.to_numeric(frame["seconds"], errors="coerce").dropna()
+        distinct += int(values.nunique())
+        images += len(values)
+        shared = shared or bool(values.duplicated().any())
+    if not shared:
+        return PER_IMAGE
+    return f"{BATCH_MEAN} ({distinct} value{'s' if distinct != 1 else ''} over {images} images)"
+
+
 def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per attribution per (method, model): mean, std_sample, count, nan_count, total."""
+    """Seconds per attribution per (method, model): mean, std_sample, count, nan_count, total, timing."""
     per = attribution_seconds(scores)
-    columns = ["method", "model_id", *STAT_COLUMNS, "total_seconds"]
+    columns = ["method", "model_id", *STAT_COLUMNS, "total_seconds", "timing"]
     if per.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -41,6 +67,7 @@ def cost_table(scores: pd.DataFrame) -> pd.DataFrame:
                 "model_id": model_id,
                 **stats,
                 "total_seconds": float(frame["seconds"].sum()),
+                "timing": timing_kind(frame),
             }
         )
     return pd.DataFrame(rows, columns=columns)

@@ -2,9 +2,14 @@
 
 :func:`analyse` is what ``tfxai analyse`` calls. It writes into ``out``:
 
-- ``summary.csv``: mean, ``std_sample`` (sample std, ddof=1), ``count`` (defined values) and ``nan_count``
-  per metric × variant × the ``by`` columns;
+- ``summary.csv``: mean, ``std_sample`` (sample std, ddof=1), ``count`` (defined values), ``nan_count``,
+  a seeded bootstrap 95 % interval over images (``ci_low``, ``ci_high``, ``n`` images), ``out_of_range``,
+  ``direction`` and ``comparable`` per metric × variant × the ``by`` columns;
 - ``summary_by_band.csv``: the same split by confidence band (high = top-1 p > threshold);
+- ``ranking.csv``: per metric × variant × model, the best method, ``tie: a, b``, or why there is no
+  ranking (not comparable across methods, too few values) (:mod:`tfxai.analysis.ranking`);
+- ``undefined.csv``: the share of NaN values per metric × variant and their reasons
+  (:mod:`tfxai.analysis.undefined`);
 - ``ssim_augmentation_groups.csv`` / ``ssim_augmentation_variants.csv``: rotations vs filters vs all, and
   per augmentation (only when that metric is present);
 - ``cost.csv`` (seconds per attribution per method × model) and ``cost_by_metric.csv``;
@@ -16,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +34,20 @@ from . import (
     curves,
     gallery,
     plots,
+    ranking,
     reliability,
     report,
     roar,
     runinfo,
     summary,
+    undefined,
 )
 from .directions import metric_direction
 from .loading import Results, load_results
 from .modelinfo import add_model_id, model_id_map, model_table
+
+#: Images in the gallery when it is drawn by default (image folder known from runs.jsonl).
+DEFAULT_GALLERY = 6
 
 
 @dataclass
@@ -49,11 +60,15 @@ class AnalysisOptions:
     architecture: Mapping[str, str] = field(default_factory=dict)
     min_pair_share: float = reliability.DEFAULT_MIN_PAIR_SHARE
     min_w: float = reliability.DEFAULT_MIN_W
-    gallery: int = 0
+    #: images in the gallery; None = :data:`DEFAULT_GALLERY` when an image folder is known (``images``
+    #: or runs.jsonl) and an attribution store exists, else none; 0 = no gallery
+    gallery: int | None = None
     gallery_images: Sequence[str] = ()
     images: Path | None = None
     plots: bool = True
     report: bool = True
+    #: the bootstrap of the confidence intervals (resamples, level, seed)
+    bootstrap: summary.Bootstrap = field(default_factory=summary.Bootstrap)
 
 
 @dataclass
@@ -98,19 +113,24 @@ def compute_tables(
     scores, models = prepare(results, options)
     by = list(options.by)
     band_by = list(dict.fromkeys([*by, "band"]))
+    ci = options.bootstrap
     tables: dict[str, pd.DataFrame] = {
-        "summary": summary.summarise(scores, by),
-        "summary_by_band": summary.summarise(scores, band_by),
+        "summary": summary.summarise(scores, by, ci),
+        "summary_by_band": summary.summarise(scores, band_by, ci),
+    }
+    tables["ranking"] = ranking.rank_methods_table(tables["summary"], scores, by)
+    tables["undefined"] = undefined.undefined_table(scores)
+    tables.update({
         "cost": cost.cost_table(scores),
         "cost_by_metric": cost.cost_by_metric(scores),
         "model_info": models,
         "reliability": reliability.reliability_test(
             scores, models, options.min_pair_share, options.min_w
         ),
-    }
+    })  # fmt: skip
     if (scores["metric"] == augmentation.SSIM_METRIC).any():
-        tables["ssim_augmentation_groups"] = augmentation.ssim_groups(scores)
-        tables["ssim_augmentation_variants"] = augmentation.ssim_per_augmentation(scores)
+        tables["ssim_augmentation_groups"] = augmentation.ssim_groups(scores, ci=ci)
+        tables["ssim_augmentation_variants"] = augmentation.ssim_per_augmentation(scores, ci=ci)
     if results.roar is not None:
         tables["roar_summary"] = roar.roar_summary(results.roar)
     if results.curves is not None:
@@ -118,18 +138,57 @@ def compute_tables(
             add_model_id(results.curves, _model_ids(results))
         )
     tables["_scores"] = scores
-    return tables, _notes(results, scores, models, options)
+    return tables, _notes(results, scores, models, options, tables)
+
+
+def _mixed_parameters(scores: pd.DataFrame) -> list[str]:
+    """Notes for metrics computed with several parameter sets, which the summary pools."""
+    from tfxai import metadata
+
+    notes = []
+    if "metric_params" not in scores.columns:
+        return notes
+    ignored = ("seed", "data_range")
+    for metric, frame in scores.groupby("metric", sort=True):
+        sets = set()
+        for text in frame["metric_params"].dropna().astype(str).unique():
+            found = metadata.parse_params(text)
+            if found is not None:
+                sets.add(json.dumps({k: v for k, v in found.items() if k not in ignored},
+                                    sort_keys=True))  # fmt: skip
+        if len(sets) > 1:
+            notes.append(
+                f"{metric} was computed with {len(sets)} different parameter sets, which the summary "
+                "pools: analyse those results separately (see 'Metric parameters')."
+            )
+    return notes
 
 
 def _notes(
-    results: Results, scores: pd.DataFrame, models: pd.DataFrame, options: AnalysisOptions
+    results: Results,
+    scores: pd.DataFrame,
+    models: pd.DataFrame,
+    options: AnalysisOptions,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[str]:
-    """Assumptions and gaps worth telling the reader."""
+    """Assumptions and gaps worth telling the reader: undefined values first (loud), values outside
+    a metric's range, pooled parameter sets, unknown directions and accuracies."""
     notes = []
     if results.scores.empty:
         notes.append(
             "No score rows (scores.csv missing or empty): only the model table is written."
         )
+    notes.extend(f"Undefined values: {line}" for line in undefined.undefined_lines(scores))
+    table = (tables or {}).get("summary")
+    if table is not None and "out_of_range" in table.columns:
+        for metric, frame in table.groupby("metric", sort=True):
+            outside = int(frame["out_of_range"].sum())
+            if outside:
+                notes.append(
+                    f"{metric}: {outside} value(s) lie outside its range "
+                    f"{ranking.range_text(metric)}; nothing was clipped: check the metric's inputs."
+                )
+    notes.extend(_mixed_parameters(scores))
     for metric, variant in scores[["metric", "variant"]].drop_duplicates().itertuples(index=False):
         direction = metric_direction(metric, variant, scores)
         if direction.assumed:
@@ -141,11 +200,56 @@ def _notes(
         notes.append(
             "No architecture given: all models are treated as one architecture (--architecture)."
         )
-    if options.gallery and not results.store_paths:
+    if (options.gallery or options.gallery_images) and not results.store_paths:
         notes.append(
             "Gallery requested but no attribution store (attributions/ or *.h5) was found."
         )
+    if (
+        options.gallery is None
+        and not options.gallery_images
+        and results.store_paths
+        and not gallery_sources(results, options)[0]
+    ):
+        notes.append(
+            "No gallery: the image folder is not known (runs.jsonl names none that exists here); "
+            "give --images DIR."
+        )
     return list(dict.fromkeys(notes))
+
+
+def _existing(value: object, run: object) -> Path | None:
+    """``value`` as a folder that exists: as given, or relative to the results folder ``run``."""
+    if not isinstance(value, str) or not value or value == "None":
+        return None
+    path = Path(value)
+    for candidate in (path, Path(str(run)) / path if run and not path.is_absolute() else None):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    return None
+
+
+def gallery_sources(results: Results, options: AnalysisOptions) -> tuple[list[Path], list[Path]]:
+    """Image folders (``--images`` first, then those of runs.jsonl) and annotation folders (runs.jsonl),
+    keeping only folders that exist."""
+    images: list[Path] = [Path(options.images)] if options.images else []
+    annotations: list[Path] = []
+    for record in results.runs:
+        for key, bucket in (("images", images), ("annotations", annotations)):
+            found = _existing(record.get(key), record.get("run"))
+            if found is not None and found not in bucket:
+                bucket.append(found)
+    return images, annotations
+
+
+def gallery_count(results: Results, options: AnalysisOptions) -> int:
+    """How many images the gallery shows (see :attr:`AnalysisOptions.gallery`)."""
+    if options.gallery is not None:
+        return int(options.gallery)
+    if options.gallery_images:
+        return len(options.gallery_images)
+    if results.store_paths and gallery_sources(results, options)[0]:
+        return DEFAULT_GALLERY
+    return 0
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -169,13 +273,21 @@ def draw_plots(
     folder = out / "plots"
     sections = ("bars", "accuracy", "curves", "roar", "gallery")
     drawn: dict[str, list[tuple[Path, str]]] = {name: [] for name in sections}
-    per_model = summary.summarise(scores, ["model_id", "method"])
+    per_model = summary.summarise(scores, ["model_id", "method"], options.bootstrap)
+    level = f"{options.bootstrap.level:.0%}"
     for metric in sorted(per_model["metric"].unique()):
         direction = _directions(scores, metric)
-        path = plots.save(
-            plots.bar_chart(per_model, metric, direction), folder / f"bar_{plots.slug(metric)}.png"
-        )
-        drawn["bars"].append((path, f"{metric}: mean ± sample std per method and model"))
+        not_comparable = {}
+        for variant in sorted(scores.loc[scores["metric"] == metric, "variant"].unique()):
+            rows = scores[(scores["metric"] == metric) & (scores["variant"] == variant)]
+            ok, reason = summary.group_comparability(rows, metric, variant)
+            if not ok:
+                not_comparable[variant] = reason
+        figure = plots.bar_chart(per_model, metric, direction, not_comparable,
+                                 options.bootstrap.level)
+        path = plots.save(figure, folder / f"bar_{plots.slug(metric)}.png")
+        drawn["bars"].append((path, f"{metric}: mean per method and model; error bars: {level} "
+                                    "bootstrap interval over images"))  # fmt: skip
     known = models.dropna(subset=["accuracy"])
     if len(known) >= 2:
         for metric in sorted(scores["metric"].unique()):
@@ -200,7 +312,7 @@ def draw_plots(
         drawn["roar"].append(
             (plots.save(plots.roar_plot(tables["roar_summary"]), folder / "roar.png"), "ROAR")
         )
-    if options.gallery > 0 or options.gallery_images:
+    if gallery_count(results, options) > 0 or options.gallery_images:
         drawn["gallery"] = _draw_gallery(results, options, folder)
     return drawn
 
@@ -222,16 +334,22 @@ def _draw_gallery(
         return []
     modes = {str(r.get("resize")) for r in results.runs if r.get("resize")}
     resize = "crop" if modes == {"crop"} else "squash"
-    items, images = gallery.collect(
+    images, annotations = gallery_sources(results, options)
+    data = gallery.collect_all(
         results.store_paths,
-        options.gallery,
-        options.images,
+        gallery_count(results, options),
+        images,
         list(options.gallery_images) or None,
         resize,
+        annotations,
+        results.predictions,
+        results.scores,
     )
     drawn = []
-    for model in sorted({i.model_id or i.model for i in items}):
-        figure = plots.gallery_figure(items, images, model)
+    for model in sorted({i.model_id or i.model for i in data.items}):
+        figure = plots.gallery_figure(
+            data.items, data.images, model, boxes=data.boxes, captions=data.captions
+        )
         drawn.append(
             (plots.save(figure, folder / f"gallery_{plots.slug(model)}.png"), f"gallery: {model}")
         )
@@ -248,21 +366,23 @@ def build_report(
 ) -> Path:
     """Write ``out/report.html``: results first, then run parameters and versions."""
     sections = [
-        _summary_section(tables, drawn),
+        _summary_section(tables, drawn, options),
+        _undefined_section(tables),
         _reliability_section(tables, drawn, options),
-        report.Section(
-            f"Confidence bands (high: top-1 p > {options.high_confidence:g})",
-            [report.table_block(summary.compact(tables["summary_by_band"]), "summary_by_band.csv")],
-        ),
     ]
+    if drawn.get("gallery"):
+        sections.append(report.Section("Gallery", [report.figures_block(drawn["gallery"])]))
+    sections.append(report.Section(
+        f"Confidence bands (high: top-1 p > {options.high_confidence:g})",
+        [report.table_block(report.drop_blank(summary.compact(tables["summary_by_band"])),
+                            "summary_by_band.csv")],
+    ))  # fmt: skip
     if "ssim_augmentation_groups" in tables:
         sections.append(report.Section("Augmentation robustness (SSIM)", [
             report.table_block(summary.compact(tables["ssim_augmentation_groups"]), "Rotations vs filters"),
             report.table_block(summary.compact(tables["ssim_augmentation_variants"]), "Per augmentation"),
         ]))  # fmt: skip
-    sections.append(report.Section("Cost", [
-        report.table_block(tables["cost"], "Seconds per attribution (method × model)"),
-    ]))  # fmt: skip
+    sections.append(_cost_section(tables))
     if drawn.get("curves"):
         sections.append(report.Section("Curves", [report.figures_block(drawn["curves"])]))
     if "roar_summary" in tables:
@@ -270,27 +390,65 @@ def build_report(
             report.figures_block(drawn.get("roar", [])),
             report.table_block(tables["roar_summary"], "roar_summary.csv"),
         ]))  # fmt: skip
-    if drawn.get("gallery"):
-        sections.append(report.Section("Gallery", [report.figures_block(drawn["gallery"])]))
     sections.append(_run_section(tables, results, options))
-    scores = tables["_scores"]
-    sections.append(
-        report.Section("Undefined values", [report.table_block(runinfo.notes_table(scores))])
-    )
     return report.write(out / "report.html", "tfxai analysis report", sections, notes)
 
 
 def _summary_section(
-    tables: Mapping[str, pd.DataFrame], drawn: Mapping[str, list[tuple[Path, str]]]
+    tables: Mapping[str, pd.DataFrame],
+    drawn: Mapping[str, list[tuple[Path, str]]],
+    options: AnalysisOptions,
 ) -> report.Section:
-    """Bar charts and the summary table (cells: mean ± sample std (n))."""
+    """Which metrics are comparable, the bar charts and the ranked summary table."""
+    boot = options.bootstrap
+    view, strong = ranking.ranked_view(tables["summary"], tables["ranking"])
+    line = ranking.comparability_line(tables["_scores"])
     return report.Section("Summary", [
-        report.paragraph("Cells read mean ± std_sample (count). std_sample is the sample standard "
-                         "deviation (ddof=1); count is the number of defined values; summary.csv also "
-                         "gives nan_count, the number of undefined ones."),
+        report.meaning_block(line) if line else "",
+        report.paragraph(
+            f"Cells read mean [{boot.level:.0%} CI] (count): the interval is a percentile bootstrap "
+            f"over images ({boot.resamples} resamples, seed {boot.seed}); count is the number of "
+            "defined values (undefined ones are counted in the next section). 'best' names the best "
+            "method by the metric's direction, only for metrics comparable across methods; a method "
+            "whose mean is equal to the best's, or lies inside its interval (or the best's inside "
+            "its own), ties with it ('tie: a, b'). Green cells: the best or the tied methods. With "
+            "few images the intervals are wide and, being percentile intervals, somewhat optimistic."
+        ),
+        report.ranked_table_block(report.drop_blank(view), strong,
+                                  "summary.csv (the best column: ranking.csv)"),
         report.figures_block(drawn.get("bars", [])),
-        report.table_block(summary.compact(tables["summary"]), "summary.csv"),
     ])  # fmt: skip
+
+
+def _undefined_section(tables: Mapping[str, pd.DataFrame]) -> report.Section:
+    """Shares of undefined values per metric × variant with their reasons, and per method."""
+    scores = tables["_scores"]
+    lines = undefined.undefined_lines(scores)
+    table = tables["undefined"].copy()
+    if not table.empty:
+        table["share"] = [f"{v:.0%}" for v in table["share"]]
+    return report.Section("Undefined values", [
+        report.loud_block(lines) if lines else report.paragraph(
+            "Every value is defined: no metric returned NaN."),
+        report.table_block(report.drop_blank(table),
+                           "Share of undefined values per metric and variant (undefined.csv)"),
+        *([report.table_block(runinfo.notes_table(scores), "Undefined values per method and note")]
+          if lines else []),
+    ])  # fmt: skip
+
+
+def _cost_section(tables: Mapping[str, pd.DataFrame]) -> report.Section:
+    """Seconds per attribution, saying whether they were timed per image or are batch means."""
+    table = tables["cost"]
+    blocks = []
+    if "timing" in table.columns and table["timing"].astype(str).str.startswith(cost.BATCH_MEAN).any():
+        blocks.append(report.paragraph(
+            "Rows marked 'batch mean': the seconds of those attributions are the time of a whole "
+            "batch divided by its size, repeated for every image of the batch, so their std is the "
+            "spread between batches, not between images."
+        ))  # fmt: skip
+    blocks.append(report.table_block(table, "Seconds per attribution (method × model)"))
+    return report.Section("Cost", blocks)
 
 
 def _reliability_section(
@@ -298,19 +456,47 @@ def _reliability_section(
     drawn: Mapping[str, list[tuple[Path, str]]],
     options: AnalysisOptions,
 ) -> report.Section:
-    """Verdicts, metric-vs-accuracy plots and the per-scope numbers."""
+    """What the verdicts mean (or what is missing), the verdicts, metric-vs-accuracy plots and the
+    per-scope numbers."""
     table = tables["reliability"]
-    return report.Section("Reliability of the measures", [
+    found = reliability.verdicts(table)
+    blocks = [
         report.paragraph(
-            f"A set of models is consistent when pair share ≥ {options.min_pair_share:g} and "
-            f"Kendall's W ≥ {options.min_w:g}. reliable = consistent within every architecture and across "
-            "architectures; order-preserving = consistent within every architecture only; unreliable = "
-            "inconsistent within an architecture."
+            "Is a measure reliable? Within one architecture, the order of the methods by the measure "
+            "should be the same in every model, whatever its accuracy (Erdem 2021). A set of models is "
+            f"consistent when the share of method pairs keeping their order is ≥ {options.min_pair_share:g} "
+            f"and Kendall's W ≥ {options.min_w:g}. The test compares means and carries no significance "
+            "test: with few images an order can be noise (the Summary's intervals show which methods "
+            "are distinguishable at all)."
         ),
-        report.verdict_table_block(reliability.verdicts(table).drop(columns="scope")),
-        report.figures_block(drawn.get("accuracy", [])),
-        report.table_block(table[table["scope"] != "verdict"].drop(columns="verdict"), "Per scope"),
-    ])  # fmt: skip
+    ]
+    tested = found[found["verdict"] != reliability.INSUFFICIENT]
+    for verdict in dict.fromkeys(tested["verdict"]):
+        names = ", ".join(_metric_label(m, v) for m, v in
+                          tested.loc[tested["verdict"] == verdict, ["metric", "variant"]].itertuples(index=False))
+        blocks.append(report.meaning_block(
+            f"{verdict} ({names}): {reliability.VERDICT_MEANING[verdict]}."))  # fmt: skip
+    missing = found[found["verdict"] == reliability.INSUFFICIENT]
+    for reason in dict.fromkeys(missing["reason"]):
+        names = ", ".join(_metric_label(m, v) for m, v in
+                          missing.loc[missing["reason"] == reason, ["metric", "variant"]].itertuples(index=False))
+        blocks.append(report.notes_block([f"Not tested ({names}): {reason}."]))
+    # the reason is in the note above; which method is best is the summary's job (with intervals)
+    shown = ["metric", "variant", "n_models", "n_methods", "pair_share", "kendalls_w", "direction",
+             "methods_dropped", "verdict"]  # fmt: skip
+    blocks.append(report.verdict_table_block(report.drop_blank(found[shown], ("variant", "methods_dropped"))))
+    if not tested.empty:
+        scopes = table[table["scope"] != "verdict"].drop(columns=["verdict", "reason", "best_method"])
+        blocks += [
+            report.figures_block(drawn.get("accuracy", [])),
+            report.table_block(report.drop_blank(scopes, ("variant", "methods_dropped")), "Per scope"),
+        ]
+    return report.Section("Reliability of the measures", blocks)
+
+
+def _metric_label(metric: str, variant: str) -> str:
+    """``road [lerf]`` or ``iou``."""
+    return f"{metric} [{variant}]" if variant else str(metric)
 
 
 def _run_section(
@@ -324,7 +510,7 @@ def _run_section(
         *_commands_blocks(results.runs),
         report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
         report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
-        report.kv_table(_option_values(options), "Analysis options"),
+        report.kv_table(_option_values(options, results), "Analysis options"),
         report.kv_table(report.versions(), "Versions"),
     ])  # fmt: skip
 
@@ -346,8 +532,12 @@ def _commands_blocks(records: Sequence[Mapping[str, object]]) -> list[str]:
     return blocks
 
 
-def _option_values(options: AnalysisOptions) -> dict[str, object]:
-    """Options as displayable values."""
+def _option_values(options: AnalysisOptions, results: Results | None = None) -> dict[str, object]:
+    """Options as displayable values (the gallery and image folders as used)."""
+    images, annotations = gallery_sources(results, options) if results is not None else ([], [])
+    count = gallery_count(results, options) if results is not None else options.gallery
+    gallery_text = f"{count} images" + (" (default: image folder known)" if options.gallery is None
+                                        and count else "")  # fmt: skip
     return {
         "by": ",".join(options.by),
         "high_confidence": options.high_confidence,
@@ -357,8 +547,11 @@ def _option_values(options: AnalysisOptions) -> dict[str, object]:
         or "(from results)",
         "min_pair_share": options.min_pair_share,
         "min_w": options.min_w,
-        "gallery": options.gallery,
-        "images": options.images or "",
+        "gallery": gallery_text,
+        "images": ", ".join(str(p) for p in images) or "(none known)",
+        "annotations": ", ".join(str(p) for p in annotations) or "(none recorded)",
+        "bootstrap": f"{options.bootstrap.resamples} resamples over images, "
+                     f"{options.bootstrap.level:.0%} percentile interval, seed {options.bootstrap.seed}",
     }
 
 

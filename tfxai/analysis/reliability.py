@@ -29,7 +29,13 @@ models is *consistent* when ``pair_share >= min_pair_share`` and ``W >= min_w``.
   for sensitivity);
 - ``unreliable``: not consistent within at least one architecture (Erdem's finding for infidelity);
 - ``insufficient data``: fewer than two methods with a defined mean in every model, or no architecture with
-  at least two models.
+  at least two models. The ``reason`` column then says exactly what is missing
+  (:func:`insufficient_reason`), e.g. "needs at least two models of one architecture; these results have
+  one (efficientnet_lite0)".
+
+``best_method`` is the method with the best average rank; equal average ranks read ``tie: a, b``. It is
+left empty for a metric whose values do not compare across methods (:func:`tfxai.metadata.comparability`):
+the test of agreement still runs, but naming a winner would rank methods by attribution scale.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .directions import metric_direction
+from .summary import group_comparability
 
 RELIABLE = "reliable"
 ORDER_PRESERVING = "order-preserving"
@@ -174,9 +181,54 @@ def reliability_test(
         rows.extend(_test_one(scores, metric, variant, arch, accuracy, min_pair_share, min_w))
     columns = [
         "metric", "variant", "scope", "n_models", "n_methods", "pair_share", "kendalls_w",
-        "direction", "best_method", "methods_dropped", "verdict",
+        "direction", "best_method", "methods_dropped", "verdict", "reason",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``one (a)`` / ``two (a, b)``-style counts for messages."""
+    words = {0: "none", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+    return words.get(n, str(n)) + f" {one if n == 1 else many}"
+
+
+def insufficient_reason(
+    means: pd.DataFrame, complete: pd.DataFrame, arch: Mapping[str, str]
+) -> str:
+    """What the reliability test of one metric lacks, in one sentence ("" when nothing is missing).
+
+    ``means`` is the models × methods table of means, ``complete`` the same without the methods that are
+    undefined in some model, ``arch`` the architecture of each model.
+    """
+    models = [str(m) for m in means.index]
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        groups.setdefault(arch.get(m, "all"), []).append(m)
+    if not any(len(g) >= 2 for g in groups.values()):
+        if len(models) <= 1:
+            found = _count(len(models), "model", "models") + (f" ({models[0]})" if models else "")
+            return f"needs at least two models of one architecture; these results have {found}"
+        listed = "; ".join(f"{a}: {', '.join(g)}" for a, g in sorted(groups.items()))
+        return ("needs at least two models of one architecture; these results have one model per "
+                f"architecture ({listed}); give --architecture if some share one")
+    kept = [str(c) for c in complete.columns]
+    if len(kept) < 2:
+        methods = ", ".join(kept)
+        return ("needs at least two methods with a value in every model; found "
+                + _count(len(kept), "method", "methods") + (f" ({methods})" if kept else ""))
+    return ""
+
+
+#: What each verdict means, in one line for the report.
+VERDICT_MEANING = {
+    RELIABLE: "the methods came out in the same order in every model (of each architecture and "
+              "across them), so a ranking by this measure does not depend on which model was measured",
+    ORDER_PRESERVING: "the order of the methods is stable within each architecture but changes across "
+                      "architectures: compare methods by this measure only within one architecture",
+    UNRELIABLE: "the order of the methods changed between models of one architecture, so a ranking by "
+                "this measure says as much about the model as about the methods",
+    INSUFFICIENT: "the test could not run; the reason column says what is missing",
+}
 
 
 def _complete(values: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -187,12 +239,16 @@ def _complete(values: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return values.drop(columns=dropped), dropped
 
 
-def _best(values: pd.DataFrame, higher_is_better: bool) -> str:
-    """The method with the best average rank over the models of ``values`` ("" when undefined)."""
-    if values.empty or values.shape[1] == 0:
+def _best(values: pd.DataFrame, higher_is_better: bool, comparable: bool = True) -> str:
+    """The method with the best average rank over the models of ``values``; ``tie: a, b`` when several
+    share it; "" when undefined or when the metric does not compare across methods."""
+    if not comparable or values.empty or values.shape[1] == 0:
         return ""
     ranks = rank_methods(values.to_numpy(dtype=float), higher_is_better).mean(axis=0)
-    return str(values.columns[int(np.argmin(ranks))])
+    best = np.flatnonzero(np.isclose(ranks, ranks.min(), rtol=0.0, atol=1e-12))
+    if len(best) > 1:
+        return "tie: " + ", ".join(sorted(str(values.columns[i]) for i in best))
+    return str(values.columns[int(best[0])])
 
 
 def _test_one(
@@ -206,6 +262,8 @@ def _test_one(
 ) -> list[dict[str, object]]:
     """Rows of :func:`reliability_test` for one (metric, variant)."""
     direction = metric_direction(metric, variant, scores)
+    rows_of = scores[(scores["metric"] == metric) & (scores["variant"] == variant)]
+    comparable = group_comparability(rows_of, metric, variant)[0]
     means = method_means(scores, metric, variant)
     ordered = sorted(
         means.index, key=lambda m: (np.nan_to_num(accuracy.get(m, np.nan), nan=-1.0), m)
@@ -224,19 +282,27 @@ def _test_one(
         members = [m for m in complete.index if arch.get(m, "all") == name]
         part = complete.loc[members]
         within[name] = agreement(part, direction.higher_is_better)
-        rows.append(
-            _row(base, f"within:{name}", within[name], _best(part, direction.higher_is_better))
-        )
+        best = _best(part, direction.higher_is_better, comparable)
+        rows.append(_row(base, f"within:{name}", within[name], best))
     across = None
     if len(within) > 1:
         across = agreement(complete, direction.higher_is_better)
-        rows.append(_row(base, "across", across, _best(complete, direction.higher_is_better)))
+        best = _best(complete, direction.higher_is_better, comparable)
+        rows.append(_row(base, "across", across, best))
     result = verdict(within, across, min_pair_share, min_w)
     overall = across or (next(iter(within.values())) if within else Agreement(np.nan, np.nan, 0, 0))
+    reason = ""
+    best = _best(complete, direction.higher_is_better, comparable)
+    if result == INSUFFICIENT:
+        reason = insufficient_reason(means, complete, arch) or "no model has a defined mean"
+        best = ""  # nothing was tested: the summary (with intervals) says which method is best
+        for row in rows:
+            row["best_method"] = ""
     rows.append(
         {
-            **_row(base, "verdict", overall, _best(complete, direction.higher_is_better)),
+            **_row(base, "verdict", overall, best),
             "verdict": result,
+            "reason": reason,
         }
     )
     return rows
@@ -253,6 +319,7 @@ def _row(base: Mapping[str, object], scope: str, agreed: Agreement, best: str) -
         "kendalls_w": agreed.kendalls_w,
         "best_method": best,
         "verdict": "",
+        "reason": "",
     }
 
 

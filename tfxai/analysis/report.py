@@ -48,6 +48,11 @@ figure { margin: 0.3em 0; max-width: 100%; }
 .order-preserving { color: #9a6700; font-weight: bold; }
 .unreliable { color: #cf222e; font-weight: bold; }
 .small { font-size: 0.85em; color: #555; }
+td.best { font-weight: bold; background: #dafbe1; }
+td.notranked { color: #9a6700; text-align: left; }
+td.ranked { text-align: left; }
+.loud { background: #ffebe9; border-left: 4px solid #cf222e; padding: 0.4em 0.8em; margin: 0.5em 0; }
+.meaning { background: #ddf4ff; border-left: 4px solid #0969da; padding: 0.4em 0.8em; margin: 0.5em 0; }
 """
 
 
@@ -88,6 +93,58 @@ def figures_block(figures: Sequence[tuple[Path, str]]) -> str:
     return '<div class="figures">' + "".join(image_block(p, c) for p, c in figures) + "</div>"
 
 
+def _cell(value: object) -> str:
+    """One escaped table cell text (floats to 4 significant digits, NaN as NaN)."""
+    if isinstance(value, float):
+        return "NaN" if pd.isna(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def ranked_table_block(
+    frame: pd.DataFrame, strong: set[tuple[int, str]], caption: str = "", best_column: str = "best"
+) -> str:
+    """An HTML table of ``frame`` with the (row position, column) cells of ``strong`` bold on green
+    (the best method, or every tied one) and the ``best_column`` styled by whether it ranks."""
+    head = f"<h3>{html.escape(caption)}</h3>" if caption else ""
+    if frame is None or frame.empty:
+        return head + '<p class="small">(no rows)</p>'
+    parts = ["<table><thead><tr>"]
+    parts.extend(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    parts.append("</tr></thead><tbody>")
+    for position, row in enumerate(frame.head(MAX_TABLE_ROWS).itertuples(index=False)):
+        parts.append("<tr>")
+        for column, value in zip(frame.columns, row, strict=True):
+            css = ""
+            if (position, column) in strong:
+                css = ' class="best"'
+            elif column == best_column:
+                css = ' class="notranked"' if str(value).startswith("not ranked") else ' class="ranked"'
+            parts.append(f"<td{css}>{_cell(value)}</td>")
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    return head + "".join(parts)
+
+
+def drop_blank(frame: pd.DataFrame, columns: Sequence[str] = ("variant",)) -> pd.DataFrame:
+    """``frame`` without those of ``columns`` that are empty in every row (e.g. ``variant`` for
+    single-valued metrics), so tables show only what varies."""
+    if frame is None or frame.empty:
+        return frame
+    blank = [c for c in columns if c in frame.columns
+             and frame[c].fillna("").astype(str).str.strip().eq("").all()]  # fmt: skip
+    return frame.drop(columns=blank)
+
+
+def loud_block(lines: Sequence[str]) -> str:
+    """Lines that must not be missed (undefined values), in a red box."""
+    return "".join(f'<div class="loud">{html.escape(line)}</div>' for line in lines)
+
+
+def meaning_block(text: str) -> str:
+    """A one-line explanation of what a result means, in a blue box."""
+    return f'<div class="meaning">{html.escape(text)}</div>'
+
+
 def table_block(frame: pd.DataFrame, caption: str = "", max_rows: int = MAX_TABLE_ROWS) -> str:
     """An HTML table of ``frame`` (floats to 4 significant digits), truncated to ``max_rows`` rows."""
     head = f"<h3>{html.escape(caption)}</h3>" if caption else ""
@@ -116,9 +173,17 @@ def verdict_table_block(frame: pd.DataFrame) -> str:
     return block
 
 
+#: Notes starting with one of these are shown in red (:func:`loud_block`).
+LOUD_PREFIXES = ("Undefined values:",)
+
+
 def notes_block(notes: Sequence[str]) -> str:
-    """Highlighted notes (assumptions, missing inputs)."""
-    return "".join(f'<div class="note">{html.escape(n)}</div>' for n in notes)
+    """Highlighted notes (assumptions, missing inputs); undefined values and out-of-range values in red."""
+    return "".join(
+        f'<div class="{"loud" if n.startswith(LOUD_PREFIXES) or "outside its range" in n else "note"}">'
+        f"{html.escape(n)}</div>"
+        for n in notes
+    )
 
 
 def kv_table(values: Mapping[str, object], caption: str = "") -> str:

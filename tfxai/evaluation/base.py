@@ -280,14 +280,25 @@ def get_metric(name: str, **params: Any) -> Metric:
 
 
 def metric_info() -> list[dict[str, Any]]:
+    """One row per registered metric. Family, direction (per variant) and whether values compare
+    across methods come from :mod:`tfxai.metadata`, the single source of truth."""
+    from tfxai import metadata
+
     _ensure_loaded()
     rows = []
     for name, cls in sorted(METRICS.items()):
         needs = [k for k in ("boxes", "model", "attributer") if getattr(cls, f"needs_{k}")]
+        meta = metadata.get(name)
+        directions = {v: meta.direction_for(v) if meta is not None else cls.direction
+                      for v in cls.variants}
         rows.append({
             "name": name,
-            "family": cls.family,
-            "direction": cls.direction,
+            "family": meta.family if meta is not None else cls.family,
+            # one word when every variant agrees, else "morf lower, lerf higher"
+            "direction": (next(iter(directions.values())) if len(set(directions.values())) == 1
+                          else ", ".join(f"{v or '(value)'} {d}" for v, d in directions.items())),
+            "directions": directions,
+            "comparable": meta.comparable_text if meta is not None else "unknown",
             "needs": needs,
             "variants": [v for v in cls.variants if v],
             "summary": cls.summary,

@@ -1,0 +1,77 @@
+"""Undefined values, loudly: the share of NaN values per metric (and variant) and why.
+
+A metric writes NaN where it is undefined for an image and says why in the ``note`` column of
+``scores.csv`` (``gated out: |ΔP| = 0.123 ≥ 0.05``, ``no boxes``, ``non-finite attribution``...). Notes
+that differ only by a measured number are one reason: :func:`reason` drops ``= <number>`` parts and
+turns ``head: tail`` into ``head (tail)``, so that note becomes ``gated out (|ΔP| ≥ 0.05)``. Notes on
+defined values (e.g. ``K tied maxima``) are not counted here. A NaN without a note is counted as
+``no reason recorded``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+NO_REASON = "no reason recorded"
+COLUMNS = ["metric", "variant", "rows", "undefined", "share", "reasons"]
+_MEASURED = re.compile(r"\s*=\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def reason(note: object) -> str:
+    """The reason a note gives, without the measured numbers (module docstring)."""
+    if note is None or (isinstance(note, float) and pd.isna(note)):
+        return NO_REASON
+    text = _MEASURED.sub("", str(note)).strip()
+    if not text:
+        return NO_REASON
+    head, sep, tail = text.partition(": ")
+    return f"{head} ({tail})" if sep and tail else text
+
+
+def reasons_text(notes: pd.Series) -> str:
+    """``20 gated out (|ΔP| ≥ 0.05); 2 no boxes``: counts per reason, most frequent first."""
+    counts = notes.map(reason).value_counts()
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "; ".join(f"{n} {text}" for text, n in ordered)
+
+
+def undefined_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per metric × variant: rows, undefined (NaN) values, their share and the reasons."""
+    if scores.empty or "value" not in scores.columns:
+        return pd.DataFrame(columns=COLUMNS)
+    notes = scores["note"] if "note" in scores.columns else pd.Series("", index=scores.index)
+    data = scores.assign(_note=notes.fillna(""))
+    rows = []
+    for (metric, variant), frame in data.groupby(["metric", "variant"], sort=True):
+        missing = frame[frame["value"].isna()]
+        rows.append({
+            "metric": metric,
+            "variant": variant,
+            "rows": len(frame),
+            "undefined": len(missing),
+            "share": len(missing) / len(frame) if len(frame) else float("nan"),
+            "reasons": reasons_text(missing["_note"]) if len(missing) else "",
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def undefined_lines(scores: pd.DataFrame) -> list[str]:
+    """One line per metric with undefined values, all variants pooled:
+    ``ssim_augmentation: 20 of 27 undefined (74%): 20 gated out (|ΔP| ≥ 0.05)``."""
+    if scores.empty or "value" not in scores.columns:
+        return []
+    notes = scores["note"] if "note" in scores.columns else pd.Series("", index=scores.index)
+    data = scores.assign(_note=notes.fillna(""))
+    lines = []
+    for metric, frame in data.groupby("metric", sort=True):
+        missing = frame[frame["value"].isna()]
+        if missing.empty:
+            continue
+        share = len(missing) / len(frame)
+        lines.append(
+            f"{metric}: {len(missing)} of {len(frame)} values undefined ({share:.0%}): "
+            f"{reasons_text(missing['_note'])}"
+        )
+    return lines
