@@ -22,6 +22,11 @@ samples, 200 by default; 0 skips it) by ``lime_bench.run``: tfxai's LIME against
 ``explain_instance`` on the same model, image, segmentation and seed, and against its floor
 (segmentation + samples × forward time). Targets: ≥ 2× faster than lime, ≤ 1.3× the floor.
 
+LRP (issue 15) is also timed side by side with innvestigate 2.1.2's ``lrp.epsilon`` in its worker
+(:mod:`tfxai.attribution.innvestigate`) on the same model and batch, when the worker can run
+(``--no-innvestigate`` skips it); the worker's start (model export, process start, analyzer
+build) is reported separately. Target: tfxai's ``lrp_epsilon`` faster than innvestigate on VGG16.
+
 Adding a method: append a :class:`Case` to :data:`CASES` (method id, parameters, and the passes
 as a function of the batch size). Methods with a background or other inputs get them from
 :func:`case_params`.
@@ -50,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfxai
+from tfxai.backend import keras
 
 Passes = Callable[[dict[str, Any], int], tuple[float, float]]
 
@@ -99,6 +105,13 @@ CASES: list[Case] = [
          note="4 background images × 2 samples"),
     Case("saliency+smoothgrad", {"n": 4, "internal_batch_size": 8}, _tunnel_passes),
     Case("saliency+vargrad", {"n": 4, "internal_batch_size": 8}, _tunnel_passes),
+    # LRP (issue 15): one forward and one modified backward pass. ε needs nothing more; z⁺, αβ,
+    # γ and z^B also run convolutions with modified weights inside the backward pass, which the
+    # floor does not count.
+    Case("lrp_epsilon"),
+    Case("lrp_epsilon_plus", note="z+: +1 conv per layer (x2 on signed inputs)"),
+    Case("lrp_epsilon_gamma_box", note="γ: +1 conv per layer; +1-2 transposed convs without ReLU"),
+    Case("lrp_epsilon_alpha2_beta1", note="α2β1: +2 conv, +1 transposed conv per layer (x2 signed)"),
 ]
 
 
@@ -162,7 +175,7 @@ def interleaved(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
 
 
 def bench_model(name: str, cases: list[Case], batch: int, repeats: int,
-                with_tkv: bool) -> list[dict[str, Any]]:
+                with_tkv: bool, with_innvestigate: bool = False) -> list[dict[str, Any]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bb = tfxai.load_model(name, weights="none")
@@ -190,6 +203,8 @@ def bench_model(name: str, cases: list[Case], batch: int, repeats: int,
         if case.method == "gradcam" and with_tkv:
             rows.append(_tkv_row(bb, x, t, att, repeats, name, batch))
             _print_row(rows[-1])
+        if case.method == "lrp_epsilon" and with_innvestigate:
+            rows += _innvestigate_rows(bb, x, t, att, repeats, name, batch)
         del att
     return rows
 
@@ -215,6 +230,46 @@ def _tkv_row(bb: tfxai.Backbone, x: np.ndarray, t: np.ndarray, att: Any, repeats
         "speedup_of_gradcam": sec / ours, "note": f"tfxai gradcam is {sec / ours:.1f}x faster",
         "gradient": False,
     }
+
+
+def _innvestigate_rows(bb: tfxai.Backbone, x: np.ndarray, t: np.ndarray, att: Any,
+                       repeats: int, name: str, batch: int) -> list[dict[str, Any]]:
+    """innvestigate's ``lrp.epsilon`` (same ε) in its worker on the same model and batch,
+    interleaved with tfxai's ``lrp_epsilon``; the worker's start is its first call minus a
+    steady call."""
+    from tfxai.attribution import innvestigate as inn
+
+    ok, reason = inn.innvestigate_available()
+    if not ok:
+        print(f"{name:<15} innvestigate lrp.epsilon  skipped: {reason.splitlines()[0]}", flush=True)
+        return []
+    eps = att.params["epsilon"]
+
+    def run() -> Any:
+        return inn.analyze(bb, "lrp.epsilon", x, t, batch_size=batch, epsilon=eps)
+
+    t0 = time.perf_counter()
+    try:
+        run()
+    except inn.InnvestigateWorkerError as exc:  # e.g. EfficientNet: layers it does not support
+        why = str(exc).split("\n")[-1].split(" | ")[-1][:120]
+        print(f"{name:<15} innvestigate lrp.epsilon  refused: {why}", flush=True)
+        inn.close_workers()
+        return [{"model": name, "method": "innvestigate lrp.epsilon", "batch": batch,
+                 "s_per_image": float("nan"), "floor_s_per_image": float("nan"),
+                 "ratio": float("nan"), "gradient": False, "note": f"refused: {why}"}]
+    first = time.perf_counter() - t0
+    ours, sec = interleaved([lambda: att.attribute(x, t), run], repeats)
+    rows = [{
+        "model": name, "method": "innvestigate lrp.epsilon", "batch": batch,
+        "s_per_image": sec / batch, "floor_s_per_image": float("nan"), "ratio": float("nan"),
+        "speedup_of_lrp_epsilon": sec / ours, "gradient": False,
+        "note": f"tfxai lrp_epsilon is {sec / ours:.1f}x faster; worker start "
+                f"{max(first - sec, 0.0):.1f} s (once per model)",
+    }]
+    _print_row(rows[-1])
+    inn.close_workers()
+    return rows
 
 
 def _lime_row(model: str, samples: int, repeats: int) -> dict[str, Any]:
@@ -249,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-tf-keras-vis", action="store_true")
+    ap.add_argument("--no-innvestigate", action="store_true",
+                    help="skip innvestigate's lrp.epsilon next to lrp_epsilon")
     ap.add_argument("--csv", default="")
     ap.add_argument("--lime-samples", type=int, default=200,
                     help="LIME against lime's explain_instance on the first model (0: skip)")
@@ -259,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<15} {'method':<24} {'s/img':>8} {'floor':>8} {'ratio':>6}", flush=True)
     rows = []
     for name in args.models.split(","):
-        rows += bench_model(name, cases, args.batch, args.repeats, not args.no_tf_keras_vis)
-        tf.keras.backend.clear_session()
+        rows += bench_model(name, cases, args.batch, args.repeats, not args.no_tf_keras_vis,
+                            not args.no_innvestigate)
+        keras.backend.clear_session()
     if args.lime_samples > 0 and (not wanted or "lime" in wanted):
         rows.append(_lime_row(args.models.split(",")[0], args.lime_samples, args.lime_repeats))
     if args.csv:
