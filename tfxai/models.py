@@ -441,6 +441,33 @@ class Backbone:
         """Paths of the layers with 4-D outputs, in graph order."""
         return [n.path for n in self.graph.nodes if n.shape is not None and len(n.shape) == 4]
 
+    def channel_map(self) -> np.ndarray:
+        """For each RGB input channel, the preprocessed channel it becomes (``[2, 1, 0]`` for
+        caffe's RGB → BGR).
+
+        The preprocessing is probed with constant images: its 3×3 channel matrix must have one
+        nonzero entry per row and column (a per-channel affine map, possibly reordered), else a
+        ``ValueError`` says why. Relevance of a preprocessed value is then the relevance of the
+        input value it came from: ``relevance[..., bb.channel_map()]``.
+        """
+        h, w = self.input_size
+        probe = np.zeros((4, h, w, 3), np.float32)
+        for c in range(3):
+            probe[c + 1, ..., c] = 100.0
+        out = np.asarray(self.preprocess(probe))
+        if out.shape != probe.shape:
+            raise ValueError(f"the preprocessing of {self.name!r} changes the image shape")
+        diff = out[1:] - out[:1]
+        mat = diff.mean(axis=(1, 2))  # (input channel, preprocessed channel)
+        if not np.allclose(diff, mat[:, None, None, :], atol=1e-3 * (np.abs(mat).max() + 1)):
+            raise ValueError(f"the preprocessing of {self.name!r} is not pixel-wise")
+        nz = np.abs(mat) > 1e-6 * np.abs(mat).max()
+        if not (nz.sum(axis=0) == 1).all() or not (nz.sum(axis=1) == 1).all():
+            raise ValueError(
+                f"the preprocessing of {self.name!r} mixes colour channels; relevance cannot be "
+                "mapped back to RGB input channels")
+        return nz.argmax(axis=1)
+
     def _check_images(self, x: np.ndarray) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(

@@ -648,30 +648,11 @@ def worker_for(backbone: Any, python: str | os.PathLike | None = None, probe: An
 
 
 def channel_map(backbone: Any) -> np.ndarray:
-    """For each RGB input channel, the preprocessed channel it becomes.
-
-    The preprocessing is probed with constant images: its 3×3 channel matrix must have one
-    nonzero entry per row and column (a per-channel affine map, possibly reordered as caffe's
-    RGB → BGR). Relevance of a preprocessed value (what :func:`analyze` returns) is then the
-    relevance of the input value it came from: ``relevance[..., channel_map(bb)]``.
-    """
-    h, w = backbone.input_size
-    probe = np.zeros((4, h, w, 3), np.float32)
-    for c in range(3):
-        probe[c + 1, ..., c] = 100.0
-    out = np.asarray(backbone.preprocess(probe))
-    if out.shape != probe.shape:
-        raise ValueError(f"the preprocessing of {backbone.name!r} changes the image shape")
-    diff = out[1:] - out[:1]
-    mat = diff.mean(axis=(1, 2))  # (input channel, preprocessed channel)
-    if not np.allclose(diff, mat[:, None, None, :], atol=1e-3 * (np.abs(mat).max() + 1)):
-        raise ValueError(f"the preprocessing of {backbone.name!r} is not pixel-wise")
-    nz = np.abs(mat) > 1e-6 * np.abs(mat).max()
-    if not (nz.sum(axis=0) == 1).all() or not (nz.sum(axis=1) == 1).all():
-        raise ValueError(
-            f"the preprocessing of {backbone.name!r} mixes colour channels; relevance cannot be "
-            "mapped back to RGB input channels")
-    return nz.argmax(axis=1)
+    """For each RGB input channel, the preprocessed channel it becomes
+    (:meth:`tfxai.models.Backbone.channel_map`): relevance of a preprocessed value (what
+    :func:`analyze` returns) is the relevance of the input value it came from,
+    ``relevance[..., channel_map(bb)]``."""
+    return backbone.channel_map()
 
 
 def analyze(backbone: Any, method: str, images: Any, targets: Any = None, *,

@@ -944,30 +944,14 @@ def lrp_model(backbone: Any, composite: Composite, method: str = "lrp") -> keras
 
 
 def channel_map(backbone: Any) -> np.ndarray:
-    """For each RGB input channel, the preprocessed channel it becomes.
-
-    The preprocessing is probed with constant images: its 3×3 channel matrix must have one nonzero
-    entry per row and column (a per-channel affine map, possibly reordered as caffe's RGB → BGR).
-    LRP relevance of a preprocessed value is then the relevance of the input value it came from.
-    """
-    h, w = backbone.input_size
-    probe = np.zeros((4, h, w, 3), np.float32)
-    for c in range(3):
-        probe[c + 1, ..., c] = 100.0
-    out = np.asarray(backbone.preprocess(probe))
-    if out.shape != probe.shape:
-        raise LRPError(f"LRP: the preprocessing of {backbone.name!r} changes the image shape")
-    diff = out[1:] - out[:1]
-    mat = diff.mean(axis=(1, 2))  # (input channel, preprocessed channel)
-    if not np.allclose(diff, mat[:, None, None, :], atol=1e-3 * (np.abs(mat).max() + 1)):
-        raise LRPError(f"LRP: the preprocessing of {backbone.name!r} is not pixel-wise")
-    nz = np.abs(mat) > 1e-6 * np.abs(mat).max()
-    if not (nz.sum(axis=0) == 1).all() or not (nz.sum(axis=1) == 1).all():
-        raise LRPError(
-            f"LRP: the preprocessing of {backbone.name!r} mixes colour channels; relevance "
-            "cannot be mapped back to RGB input channels"
-        )
-    return nz.argmax(axis=1)
+    """For each RGB input channel, the preprocessed channel it becomes
+    (:meth:`tfxai.models.Backbone.channel_map`); LRP relevance of a preprocessed value is the
+    relevance of the input value it came from. A preprocessing that is not a per-channel affine
+    map raises :class:`LRPError`."""
+    try:
+        return backbone.channel_map()
+    except ValueError as exc:
+        raise LRPError(f"LRP: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------- methods
