@@ -75,20 +75,29 @@ def methods_cmd(wide: bool) -> None:
                "Wrap any method in a noise tunnel: METHOD+smoothgrad.")
 
 
+def _better(row: dict[str, Any]) -> str:
+    """``higher``, or one ``variant direction`` line per variant when the variants differ."""
+    directions = row.get("directions") or {}
+    if len(set(directions.values())) > 1:
+        return "\n".join(f"{v or '(value)'} {d}" for v, d in directions.items())
+    return str(row["direction"])
+
+
 @main.command("metrics")
-def metrics_cmd() -> None:
-    """Evaluation metrics with family, direction, needs and defaults."""
+@wide_option
+def metrics_cmd(wide: bool) -> None:
+    """Evaluation metrics with family, direction (per variant), comparability, needs and defaults."""
     from tfxai.evaluation.base import metric_info
 
-    rows = [[r["name"], r["family"], r["direction"], r["comparable"],
+    rows = [[r["name"], r["family"], _better(r), r["comparable"],
              ",".join(r["needs"]) or "-", ",".join(r["variants"]) or "-",
              ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-"]
             for r in metric_info()]
     click.echo(_table(rows, ["metric", "family", "better", "comparable", "needs", "variants",
-                             "parameters"]))
+                             "parameters"], wide))
     click.echo("\nbetter: which way is better, per variant where they differ. comparable: whether "
-               "values rank methods\n(scale-dependent values grow with the attribution's size; "
-               "tfxai analyse never ranks on them).")
+               "values can rank\nmethods (a scale-dependent value grows with the size of the "
+               "attribution; tfxai analyse\nshows it but never ranks on it).")
 
 
 def _defaults(kw: dict[str, Any]) -> None:

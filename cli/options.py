@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+#: the method of ``tfxai attribute``/``evaluate`` without ``--method``
+DEFAULT_METHOD = "gradcam"
+
 
 def split_list(value: str | None) -> list[str]:
     """``"a,b, c"`` → ``["a", "b", "c"]``."""
@@ -59,13 +62,16 @@ def run_options(fn: Callable) -> Callable:
     opts = [
         click.option("--model", "models", required=True,
                      help="Comma list of registered models or saved .keras/.h5 model files."),
-        click.option("--method", "methods", required=True,
-                     help="Comma list of methods; wrap with a noise tunnel as METHOD+smoothgrad."),
-        click.option("--images", required=True, type=click.Path(),
+        click.option("--method", "methods", default=None,
+                     help="Comma list of methods; wrap with a noise tunnel as METHOD+smoothgrad. "
+                     f"Default: {DEFAULT_METHOD}."),
+        click.option("--images", default=None, type=click.Path(),
                      help="Folder of images (recursive; ImageNet-style folders give labels), "
-                     "a list file, or one image."),
+                     "a list file, or one image. Default: the six bundled sample images, "
+                     "with their boxes."),
         click.option("--annotations", type=click.Path(), default=None,
-                     help="Folder of Pascal-VOC XML files (same stem as the images)."),
+                     help="Folder of Pascal-VOC XML files (same stem as the images). "
+                     "Default: the XML file next to each image, where there is one."),
         click.option("--labels", type=click.Path(), default=None,
                      help="CSV with columns image,label (class index or synset)."),
         click.option("--weights", default="imagenet", show_default=True,

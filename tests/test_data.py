@@ -712,3 +712,151 @@ def test_oversized_image_is_a_recorded_error_not_a_crash(tmp_path, monkeypatch):
     batch = load_batch(discover(tmp_path), (8, 8))
     assert batch.image_ids == ["b_small"]
     assert [s.image_id for s, _ in batch.errors] == ["a_huge"]
+
+
+# --------------------------------------------------------------------------------------- issue 19
+
+
+def test_voc_xml_next_to_an_image_is_found_without_an_annotations_folder(tmp_path):
+    write_rgb(tmp_path / "imgs" / "a.jpg", size=(100, 80))
+    write_rgb(tmp_path / "imgs" / "sub" / "b.png", size=(100, 80))
+    write_rgb(tmp_path / "imgs" / "c.jpg", size=(100, 80))
+    write_voc(tmp_path / "imgs" / "a.xml", [(SEA_SNAKE, (11, 21, 60, 40))])
+    write_voc(tmp_path / "imgs" / "sub" / "b.xml", [(TENCH, (1, 1, 50, 50))])
+    samples = discover(tmp_path / "imgs")
+    assert [s.image_id for s in samples] == ["a", "c", "sub/b"]
+    assert [s.annotation_path for s in samples] == [
+        tmp_path / "imgs" / "a.xml", None, tmp_path / "imgs" / "sub" / "b.xml"]
+    batch = load_batch(samples, (40, 50))
+    assert batch.labels.tolist() == [65, -1, 0]
+    np.testing.assert_allclose(batch.boxes[0], [[5, 10, 30, 20]])
+    assert batch.boxes[1] is None
+
+
+def test_an_annotations_folder_replaces_the_xml_next_to_the_images(tmp_path):
+    write_rgb(tmp_path / "imgs" / "a.jpg", size=(100, 80))
+    write_voc(tmp_path / "imgs" / "a.xml", [(SEA_SNAKE, (11, 21, 60, 40))])
+    (tmp_path / "ann").mkdir()
+    write_voc(tmp_path / "ann" / "a.xml", [(TENCH, (1, 1, 50, 50))])
+    assert discover(tmp_path / "imgs", annotations=tmp_path / "ann")[0].annotation_path == \
+        tmp_path / "ann" / "a.xml"
+    (tmp_path / "ann" / "a.xml").unlink()  # a given folder is the only place looked in
+    assert discover(tmp_path / "imgs", annotations=tmp_path / "ann")[0].annotation_path is None
+
+
+def test_a_list_file_finds_the_xml_next_to_each_listed_image(tmp_path):
+    write_rgb(tmp_path / "x" / "a.jpg", size=(100, 80))
+    write_voc(tmp_path / "x" / "a.xml", [(SEA_SNAKE, (11, 21, 60, 40))])
+    lst = tmp_path / "list.txt"
+    lst.write_text("x/a.jpg\n")
+    assert discover(lst)[0].annotation_path == tmp_path / "x" / "a.xml"
+
+
+def test_load_images_is_the_cli_loading(tmp_path):
+    """The public loader gives what the pipeline's batches hold, with the seeds of image ids."""
+    from tfxai.data import image_seeds, load_images
+
+    write_rgb(tmp_path / "b.jpg", size=(100, 80), value=40)
+    write_rgb(tmp_path / "a.jpg", size=(100, 80), value=200)
+    write_voc(tmp_path / "a.xml", [(SEA_SNAKE, (11, 21, 60, 40))])
+    (tmp_path / "bad.png").write_bytes(b"")
+    lab = tmp_path / "labels.csv"
+    lab.write_text("image,label\nb.jpg,7\n")
+    with pytest.warns(UserWarning, match="bad.png"):
+        data = load_images(tmp_path, (40, 50), labels=lab, resize="crop")
+    samples = [s for s in discover(tmp_path, labels_csv=lab) if s.image_id != "bad"]
+    batch = load_batch(samples, (40, 50), "crop")
+    assert data.ids == ["a", "b"] == batch.image_ids and len(data) == 2
+    np.testing.assert_array_equal(data.images, batch.images)
+    assert data.labels.tolist() == [65, 7]
+    np.testing.assert_array_equal(data.boxes[0], batch.boxes[0])
+    assert data.boxes[1] is None and data.box_labels[0].tolist() == [65]
+    assert data.seeds.tolist() == [s.seed_key for s in samples] == image_seeds(["a", "b"]).tolist()
+    assert [p.name for p, _ in data.errors] == ["bad.png"]
+    assert data.paths == [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    # a backbone-like object gives its input size; --limit's order
+    assert load_images(tmp_path / "a.jpg", type("BB", (), {"input_size": (8, 9)})()
+                       ).images.shape == (1, 8, 9, 3)
+    assert load_images(tmp_path, (8, 8), limit=1).ids == ["a"]
+    with pytest.raises(ValueError, match="size"):
+        load_images(tmp_path / "a.jpg", 8)
+
+
+def test_load_images_needs_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, tfxai; tfxai.load_images; tfxai.sample_images_dir; "
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_sample_images_dir_holds_images_with_their_boxes(tmp_path, monkeypatch):
+    from tfxai.data.samples import SAMPLE_NAMES, annotations_dir, sample_images_dir
+
+    monkeypatch.setenv("TFXAI_SAMPLES_DIR", str(tmp_path / "s"))
+    folder = sample_images_dir()
+    assert folder == tmp_path / "s"
+    for name in SAMPLE_NAMES:
+        assert (folder / f"{name}.xml").read_bytes() == (annotations_dir() / f"{name}.xml"
+                                                         ).read_bytes()
+    samples = discover(folder)
+    assert sorted(s.image_id for s in samples) == sorted(SAMPLE_NAMES)
+    batch = load_batch(samples, (64, 64))
+    assert not batch.errors and all(b is not None and len(b) for b in batch.boxes)
+    # the PNG is the photograph at its original size (the XML's <size>)
+    chelsea = load_image(folder / "chelsea.png")
+    assert chelsea.shape == (300, 451, 3)
+    # a stale XML is replaced, an existing PNG kept as it is
+    (folder / "coffee.xml").write_text("<annotation/>")
+    stamp = (folder / "coffee.png").stat().st_mtime_ns
+    sample_images_dir()
+    assert (folder / "coffee.xml").read_bytes() == (annotations_dir() / "coffee.xml").read_bytes()
+    assert (folder / "coffee.png").stat().st_mtime_ns == stamp
+    assert not [p for p in folder.iterdir() if p.suffix == ".tmp"]
+
+
+def test_sample_images_dir_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
+    from tfxai.data import samples
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TFXAI_SAMPLES_DIR", str(blocker / "s"))  # cannot be created
+    monkeypatch.setattr(samples.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    folder = samples.sample_images_dir()
+    assert folder.parent == tmp_path / "tmp" and (folder / "rocket.png").is_file()
+
+
+def test_annotations_dir_is_found_where_pip_installs_it(tmp_path, monkeypatch):
+    """An installed tfxai has no source checkout: the XML files are where setup.cfg's
+    data_files put them, found through the distribution's file list (any install scheme)."""
+    from importlib import metadata
+
+    from tfxai.data import samples
+
+    source = samples.annotations_dir()
+    installed = tmp_path / "prefix" / "share" / "tfxai" / "annotations"
+    installed.mkdir(parents=True)
+    for name in samples.SAMPLE_NAMES:
+        (installed / f"{name}.xml").write_bytes((source / f"{name}.xml").read_bytes())
+    site = tmp_path / "prefix" / "lib" / "site-packages"
+
+    class Dist:
+        files = [metadata.PackagePath("../../share/tfxai/annotations/chelsea.xml"),
+                 metadata.PackagePath("tfxai/__init__.py")]
+
+        @staticmethod
+        def locate_file(path):
+            return site / path
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist)
+    monkeypatch.setattr(samples, "__file__", str(tmp_path / "no-checkout" / "tfxai" / "data"
+                                                 / "samples.py"))
+    assert samples.annotations_dir() == installed
+    installed.joinpath("rocket.xml").unlink()  # an incomplete folder is not taken
+    with pytest.raises(FileNotFoundError, match="annotations"):
+        monkeypatch.setattr(samples.sysconfig, "get_paths",
+                            lambda *a: {"data": str(tmp_path / "nowhere")})
+        monkeypatch.setattr(samples.sys, "prefix", str(tmp_path / "nowhere"))
+        monkeypatch.setattr(samples.sys, "base_prefix", str(tmp_path / "nowhere"))
+        samples.annotations_dir()

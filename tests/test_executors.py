@@ -182,6 +182,11 @@ def test_ray_equals_local(ray_cluster, tiny_cnn_file, images, local_run, tmp_pat
     assert summary.rows == N_IMAGES * len(METHODS) * 3
     assert_same_results(local_run, out)
     assert not (out / ".shards").exists()
+    # the shards' row and NaN counts reach the driver's summary
+    scores = _rows(out / "scores.csv")
+    assert sum(summary.values.values()) == summary.rows == len(scores)
+    assert sum(summary.undefined.values()) == sum(r["value"] == "nan" for r in scores)
+    assert {m for m, _ in summary.values} == set(METRICS)
     # re-running is a no-op: everything is found in the results folder
     again = run_evaluate(_cfg(tiny_cnn_file, images, out, executor="ray", num_workers=2))
     assert again.rows == 0 and again.computed == 0
@@ -295,6 +300,7 @@ def test_ray_usage_errors(tiny_cnn_file, images, tmp_path, monkeypatch):
             pytest.skip("Ray is not installed")
         assert res.exit_code == 2, res.output
         assert message in res.output
+        assert not (tmp_path / "r").exists()
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ConfigError, match=r"pip install 'tfxai\[ray\]'"):
         run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", executor="ray"))

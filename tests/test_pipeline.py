@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -93,6 +94,21 @@ def test_usage_errors_exit_2(tiny_cnn_file, image_dir, tmp_path, args, message):
     res = CliRunner().invoke(main, argv)
     assert res.exit_code == 2, res.output
     assert message in res.output
+    assert not (tmp_path / "r").exists(), "a usage error must write nothing"
+    # the same in evaluate (there the metrics are checked too)
+    res = CliRunner().invoke(main, ["evaluate", "--metric", "iou", *argv[1:]])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not (tmp_path / "r").exists(), "a usage error must write nothing"
+
+
+@pytest.mark.parametrize("param", ["iou.nosuch=1", "iou.k=-1"])
+def test_bad_metric_parameter_writes_nothing(tiny_cnn_file, image_dir, tmp_path, param):
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_cnn_file), "--metric", "iou",
+                                    "--images", str(image_dir), "--out", str(tmp_path / "r"),
+                                    "--param", param, "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "iou" in res.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_empty_image_dir_is_usage_error(tiny_cnn_file, tmp_path):
@@ -190,3 +206,232 @@ def test_unwritable_output_folder(tiny_cnn_file, image_dir, tmp_path):
     res = CliRunner().invoke(main, _attribute_args(tiny_cnn_file, image_dir, target))
     assert res.exit_code in (1, 2), res.output
     assert "cannot write" in res.output and str(target) in res.output
+
+
+# ------------------------------------------------------------------ issue 19: a first hour that tells the truth
+
+
+def _evaluate(model: Path, *args: str) -> list[str]:
+    return ["evaluate", "--model", str(model), "--no-progress", *args]
+
+
+def test_voc_xml_next_to_the_images_gives_boxes_and_labels(tiny_cnn_file, image_dir, tmp_path):
+    """No --annotations: the XML files beside the images give the boxes and the labels."""
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--method", "gradcam", "--metric",
+                                             "iou,pointing_game", "--images", str(image_dir),
+                                             "--out", str(out)))
+    assert res.exit_code == 0, res.output
+    rows = _rows(out / "scores.csv")
+    assert len(rows) == 12
+    assert {r["label"] for r in rows} == {"0"}  # n01440764 (tench) from the XML
+    assert all("no boxes" not in r["note"] for r in rows)
+    assert sum(np.isfinite(float(r["value"])) for r in rows) == 12
+    assert {p["label"] for p in _rows(out / "predictions.csv")} == {"0"}
+
+
+def _no_model_loads(monkeypatch) -> None:
+    import tfxai.run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the usage error")
+
+    monkeypatch.setattr(tfxai.run, "load_model", refuse)
+
+
+@pytest.mark.parametrize("annotations", [None, "empty"])
+def test_metric_needing_boxes_on_images_without_any_fails_before_the_model(
+        tiny_cnn_file, tmp_path, monkeypatch, annotations):
+    _no_model_loads(monkeypatch)
+    folder = _noise_images(tmp_path / "plain", 3, seed=4)
+    extra = []
+    if annotations:
+        (tmp_path / "ann").mkdir()
+        extra = ["--annotations", str(tmp_path / "ann")]
+    res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--metric", "pointing_game,iou",
+                                             "--images", str(folder), "--out",
+                                             str(tmp_path / "r"), *extra))
+    assert res.exit_code == 2, res.output
+    assert "iou, pointing_game need bounding boxes" in res.output
+    assert "none of the 3 images" in res.output and "--annotations DIR" in res.output
+    if annotations:
+        assert str(tmp_path / "ann") in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_metrics_without_boxes_run_on_images_without_any(tiny_cnn_file, tmp_path):
+    folder = _noise_images(tmp_path / "plain", 2, seed=4)
+    res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--metric", "infidelity",
+                                             "--param", "infidelity.n_perturbations=2",
+                                             "--images", str(folder), "--out",
+                                             str(tmp_path / "r")))
+    assert res.exit_code == 0, res.output
+    assert len(_rows(tmp_path / "r" / "scores.csv")) == 2
+
+
+@pytest.mark.parametrize("command", ["attribute", "evaluate"])
+def test_target_label_without_any_label_fails_before_the_model(tiny_cnn_file, tmp_path,
+                                                                monkeypatch, command):
+    _no_model_loads(monkeypatch)
+    folder = _noise_images(tmp_path / "plain", 2, seed=5)
+    args = ["--metric", "infidelity"] if command == "evaluate" else []
+    res = CliRunner().invoke(main, [command, "--model", str(tiny_cnn_file), *args, "--images",
+                                    str(folder), "--target", "label", "--out",
+                                    str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "--target label needs the true class" in res.output and "--labels" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_some_images_without_boxes_are_a_note_and_counted_nan(tiny_cnn_file, image_dir,
+                                                              tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(9)
+    for name in ("zz_a", "zz_b"):  # no XML beside these two
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+            image_dir / f"{name}.png")
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--method", "gradcam", "--metric",
+                                             "iou", "--images", str(image_dir), "--out",
+                                             str(out)))
+    assert res.exit_code == 0, res.output
+    assert "2 of 8 images have no annotation file next to them" in res.output
+    assert "8 score rows (2 NaN)" in res.output
+    assert "iou: 2 of 8 NaN — no boxes" in res.output
+    nan = [r["image_id"] for r in _rows(out / "scores.csv") if r["value"] == "nan"]
+    assert sorted(nan) == ["zz_a", "zz_b"]
+
+
+def test_nan_summary_by_metric_variant_and_reason():
+    from tfxai.run import RunSummary, nan_reason
+
+    assert nan_reason("gated out: |ΔP| = 0.123 ≥ 0.05") == "gated out (|ΔP| ≥ 0.05)"
+    assert nan_reason("gated out: |ΔP| = 7e-02 ≥ 0.05") == "gated out (|ΔP| ≥ 0.05)"
+    assert nan_reason("") == "no reason recorded"
+    assert nan_reason("no boxes") == "no boxes"
+    s = RunSummary()
+    row = lambda variant, value, note="": {"metric": "ssim_augmentation",  # noqa: E731
+                                           "variant": variant, "value": value,
+                                           "_metric_note": note}
+    s.count_rows([row("rotate_15", np.nan, "gated out: |ΔP| = 0.2 ≥ 0.05"),
+                  row("rotate_15", np.nan, "gated out: |ΔP| = 0.09 ≥ 0.05"),
+                  row("sharpen", np.nan, "non-finite prediction on the augmented image"),
+                  row("sharpen", 0.9),
+                  {"metric": "iou", "variant": "", "value": 0.5, "_metric_note": ""}])
+    assert s.undefined_lines() == [
+        "ssim_augmentation: 3 of 4 NaN — 2 gated out (|ΔP| ≥ 0.05), 1 non-finite prediction "
+        "on the augmented image; by variant: rotate_15 2/2, sharpen 1/2"]
+    other = RunSummary()
+    other.add_counts(s.values, s.undefined)
+    assert other.undefined_lines() == s.undefined_lines()
+
+
+def test_nan_reasons_read_as_the_report_reads_them():
+    """The terminal and the report give one reason the same words."""
+    undefined = pytest.importorskip("tfxai.analysis.undefined")
+    from tfxai.run import nan_reason
+
+    for note in ("gated out: |ΔP| = 0.123 ≥ 0.05", "no boxes", "", "all-zero map",
+                 "non-finite prediction on the augmented image"):
+        assert nan_reason(note) == undefined.reason(note), note
+
+
+def test_seconds_are_timed_per_image(tiny_cnn_file, image_dir, tmp_path, monkeypatch):
+    """One slow image shows in its own ``seconds`` only; the warm-up call is not timed."""
+    import zlib
+
+    import tfxai.run
+
+    slow_key = zlib.crc32(b"img3")
+    calls = []
+    real_get = tfxai.run.get_attributer
+
+    def get_attributer(name, bb, **params):
+        att = real_get(name, bb, **params)
+        original = att.attribute
+
+        def attribute(images, targets=None, seeds=None):
+            calls.append(len(images))
+            if seeds is not None and slow_key in np.asarray(seeds).tolist():
+                time.sleep(0.5)
+            return original(images, targets, seeds=seeds)
+
+        att.attribute = attribute
+        return att
+
+    monkeypatch.setattr(tfxai.run, "get_attributer", get_attributer)
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--method", "saliency", "--metric",
+                                             "pointing_game", "--images", str(image_dir),
+                                             "--out", str(out), "--batch-size", "6"))
+    assert res.exit_code == 0, res.output
+    assert calls == [1] * 7  # one warm-up call (untimed), then one call per image
+    secs = {r["image_id"]: float(r["seconds"]) for r in _rows(out / "scores.csv")}
+    assert secs["img3"] >= 0.5
+    assert max(v for k, v in secs.items() if k != "img3") < 0.25
+    stored = {i.image_id: i.seconds for i in AttributionStore(out / "attributions").items()}
+    assert stored == pytest.approx(secs)
+
+
+def test_progress_bar_names_model_method_stage_and_counts_images(tiny_cnn_file, image_dir,
+                                                                 tmp_path):
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_cnn_file), "--method",
+                                    "saliency,gradcam", "--metric", "pointing_game",
+                                    "--images", str(image_dir), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    text = res.output.replace("\r", "\n")
+    assert "tiny_cnn saliency: attribute" in text
+    assert "tiny_cnn gradcam: evaluate pointing_game" in text
+    assert "6/6" in text and "12/12" not in text and "/12 " not in text
+
+
+@pytest.fixture
+def samples_dir(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "samples"
+    monkeypatch.setenv("TFXAI_SAMPLES_DIR", str(folder))
+    return folder
+
+
+def test_attribute_with_only_a_model_uses_the_bundled_samples_and_gradcam(
+        tiny_cnn_file, samples_dir, tmp_path):
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["attribute", "--model", str(tiny_cnn_file), "--out",
+                                    str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == \
+        "using the bundled sample images (6) and method gradcam"
+    assert sorted(p.name for p in samples_dir.iterdir()) == sorted(
+        f"{n}.{e}" for n in ("astronaut", "chelsea", "china", "coffee", "flower", "rocket")
+        for e in ("png", "xml"))
+    preds = {p["image_id"]: p["label"] for p in _rows(out / "predictions.csv")}
+    assert preds == {"astronaut": "812", "chelsea": "281", "china": "698", "coffee": "967",
+                     "flower": "985", "rocket": "657"}  # from the bundled XML files
+    assert {i.method for i in AttributionStore(out / "attributions").items()} == {"gradcam"}
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert runs[-1]["images"] == str(samples_dir) and runs[-1]["methods"] == ["gradcam"]
+
+
+def test_evaluate_iou_with_only_a_model_has_boxes(tiny_cnn_file, samples_dir, tmp_path):
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["evaluate", "--metric", "iou", "--model",
+                                    str(tiny_cnn_file), "--out", str(out), "--no-progress",
+                                    "--limit", "4"])
+    assert res.exit_code == 0, res.output
+    assert "using the bundled sample images (4) and method gradcam" in res.output
+    rows = _rows(out / "scores.csv")
+    assert len(rows) == 4 and all("no boxes" not in r["note"] for r in rows)
+
+
+@pytest.mark.slow
+def test_product_card_evaluate_iou_on_efficientnet_lite0(samples_dir, tmp_path):
+    """Issue 19, done when: `tfxai evaluate --metric iou --model efficientnet_lite0` with no
+    other option exits 0 with finite IoU values (real offline weights, bundled images)."""
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["evaluate", "--metric", "iou", "--model",
+                                    "efficientnet_lite0", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = _rows(out / "scores.csv")
+    values = [float(r["value"]) for r in rows]
+    assert len(values) == 6 and all(np.isfinite(values)), rows
+    assert all(0 <= v <= 1 for v in values) and len(set(values)) > 1

@@ -4,14 +4,18 @@ Python API (see DESIGN.md)::
 
     import tfxai
     bb = tfxai.load_model("vgg16", weights="imagenet")
+    data = tfxai.load_images("photos/", bb.input_size)   # images, ids, labels, boxes, seeds
     att = tfxai.get_attributer("integrated_gradients", bb, steps=50)
-    raw = att.attribute(images, targets)
+    raw = att.attribute(data.images, targets, seeds=data.seeds)
     maps = tfxai.to_map(raw, reduce="sum", absolute=False, scale="max")
     metric = tfxai.get_metric("infidelity", sigma=0.003, n_perturbations=50)
-    scores = metric.score(bb, att, images, targets, attributions=raw)
+    scores = metric.score(bb, att, data.images, targets, attributions=raw, seeds=data.seeds)
 
-TensorFlow is imported on first use of these names, so ``tfxai.analysis`` (and ``tfxai analyse``)
-work without paying for it.
+``load_images`` loads, resizes and annotates as the CLI does, and ``data.seeds`` are the CLI's
+per-image seeds (derived from the image ids), so these values are those of the CLI's scores.csv.
+
+TensorFlow is imported on first use of the model, method and metric names, so ``tfxai.analysis``
+(and ``tfxai analyse``) and the image loader work without paying for it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ _LAZY = {
     "to_map": "tfxai.attribution.base",
     "get_metric": "tfxai.evaluation.base",
     "list_metrics": "tfxai.evaluation.base",
+    "load_images": "tfxai.data.dataset",
+    "ImageSet": "tfxai.data.dataset",
+    "image_seeds": "tfxai.data.dataset",
+    "sample_images_dir": "tfxai.data.samples",
 }
 
 __all__ = [*_LAZY, "BackendError", "__version__"]

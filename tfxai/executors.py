@@ -35,6 +35,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +402,7 @@ def _run_model(pool: _Pool, cfg: RunConfig, command: str, shards: list[list[Samp
         shutil.rmtree(folder(j), ignore_errors=True)
         for name in ("computed", "skipped", "rows", "errors"):
             setattr(summary, name, getattr(summary, name) + res[name])
+        summary.add_counts(res["values"], res["undefined"])
         summary.notes.extend(n for n in res["notes"] if n not in summary.notes)
         bar.update(len(shards[j]))
 
@@ -408,20 +410,32 @@ def _run_model(pool: _Pool, cfg: RunConfig, command: str, shards: list[list[Samp
                     stop)
 
 
-def run_ray(cfg: RunConfig, command: str) -> RunSummary:
-    """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring)."""
+def run_ray(cfg: RunConfig, command: str, samples: list[Sample] | None = None,
+            notes: Sequence[str] = ()) -> RunSummary:
+    """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring).
+
+    ``samples``/``notes``: the images and notes of :func:`tfxai.run._preflight` (listed here when
+    None). Nothing is written before Ray is reached.
+    """
     ray = _import_ray()
     if cfg.address and cfg.address != "auto" and "://" not in cfg.address:
         _probe(cfg.address)  # before anything is written
     rd = ResultsDir(cfg.out)
-    samples = _load_samples(cfg)
-    rd.ensure_writable()
-    rd.log_run(cfg.record(command))
-    summary = RunSummary(images=len(samples), out=rd.root)
+    if samples is None:
+        samples = _load_samples(cfg)
+    rd.check_writable()
+    started = _init_ray(ray, cfg)
+    try:
+        rd.ensure_writable()
+        rd.log_run(cfg.record(command))
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    summary = RunSummary(images=len(samples), out=rd.root, notes=list(notes))
     leftovers = _merge_leftovers(rd)
     if leftovers:
         summary.notes.append(f"merged {leftovers} shard folder(s) left by an interrupted run")
-    started = _init_ray(ray, cfg)
     pool = None
     run_dir = rd.root / SHARD_DIR / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                     f"{uuid.uuid4().hex[:6]}"
@@ -434,18 +448,21 @@ def run_ray(cfg: RunConfig, command: str) -> RunSummary:
         cfg, shards = _absolute(cfg, samples)[0], [_absolute(cfg, p)[1] for p in shards]
         pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
         merger = ResultsMerger(rd.root)
-        bar = _progress(len(samples) * len(cfg.models), f"ray {command}", cfg.progress)
-        try:
-            with _sigint_guard() as stop:
-                # one model at a time over all actors: an actor holds one model, loaded once
-                for m, model in enumerate(cfg.models):
-                    mcfg = dataclasses.replace(cfg, models=[model])
-                    if _run_model(pool, mcfg, command, shards, run_dir / f"m{m:02d}", rd,
-                                  merger, summary, stop, bar):
-                        summary.interrupted = True
-                        break
-        finally:
-            bar.close()
+        with _sigint_guard() as stop:
+            # one model at a time over all actors: an actor holds one model, loaded once
+            for m, model in enumerate(cfg.models):
+                mcfg = dataclasses.replace(cfg, models=[model])
+                label = Path(str(model)).stem if Path(str(model)).suffix else str(model)
+                bar = _progress(len(samples), f"{label} {command} (ray, {len(pool.actors)} "
+                                f"workers)", cfg.progress)
+                try:
+                    stopped = _run_model(pool, mcfg, command, shards, run_dir / f"m{m:02d}", rd,
+                                         merger, summary, stop, bar)
+                finally:
+                    bar.close()
+                if stopped:
+                    summary.interrupted = True
+                    break
     except BaseException:
         if pool is not None:  # do not keep actors that may still run a cancelled shard
             pool.shutdown()

@@ -551,6 +551,18 @@ class ResultsDir:
         self.errors = CsvTable(self.root / "errors.csv", ERRORS_COLUMNS)
         self.store = AttributionStore(self.root / "attributions")
 
+    def check_writable(self) -> None:
+        """Check, creating nothing, that the folder exists as a writable folder or can be
+        created (its nearest existing parent is a writable folder). :meth:`ensure_writable`
+        then creates it; a usage error found in between leaves no trace."""
+        probe = self.root
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise _write_error(self.root, OSError(errno.ENOTDIR, f"{str(probe)!r} is a file"))
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise _write_error(self.root, OSError(errno.EACCES, "permission denied"))
+
     def ensure_writable(self) -> None:
         """Create the folder and check that it can be written, before any work is done."""
         try:

@@ -8,6 +8,15 @@ Both stream images from disk one batch at a time, skip keys that are already wri
 interrupted run resumes where it stopped), record per-image failures in ``errors.csv`` and go on.
 SIGINT (Ctrl-C) stops cleanly after the batch in flight.
 
+Usage errors write nothing: the images are listed and checked against what the run needs (boxes for
+metrics with ``needs_boxes``, labels for ``--target label``) before any model is loaded, and every
+model, method and metric is built before the results folder is created.
+
+``seconds`` is the attribution time of each image, timed alone (one image per call, after one
+untimed warm-up call per method that traces its compiled functions); ``metric_seconds`` is the
+metric's time per image of its batch. The summary counts the score rows written and their NaN
+values by metric, variant and reason.
+
 Resume fast path: before loading a batch, each image is checked against the results already
 written — its prediction row (which gives its target) and every attribution (``attribute``) or
 every score row (``evaluate``) the run would write. Only images with work left are loaded and
@@ -24,9 +33,11 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -141,7 +152,12 @@ class RunConfig:
 
 @dataclass
 class RunSummary:
-    """What a run did. ``errors`` counts per-image failures recorded in ``errors.csv``."""
+    """What a run did. ``errors`` counts per-image failures recorded in ``errors.csv``.
+
+    ``values`` counts the score rows written by (metric, variant) and ``undefined`` the NaN values
+    among them by (metric, variant, reason): the reason is the metric's note without its measured
+    numbers (:func:`nan_reason`), e.g. ``gated out (|ΔP| ≥ 0.05)``.
+    """
 
     images: int = 0
     computed: int = 0
@@ -151,6 +167,67 @@ class RunSummary:
     interrupted: bool = False
     out: Path | None = None
     notes: list[str] = field(default_factory=list)
+    values: dict[tuple[str, str], int] = field(default_factory=dict)
+    undefined: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def count_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Count written score rows and their NaN values (rows carry the metric's note)."""
+        for row in rows:
+            key = (str(row["metric"]), str(row["variant"]))
+            self.values[key] = self.values.get(key, 0) + 1
+            if np.isnan(row["value"]):
+                ukey = (*key, nan_reason(row.get("_metric_note", "")))
+                self.undefined[ukey] = self.undefined.get(ukey, 0) + 1
+
+    def add_counts(self, values: dict[tuple[str, str], int],
+                   undefined: dict[tuple[str, str, str], int]) -> None:
+        """Add another summary's counts (a Ray shard's)."""
+        for k, n in values.items():
+            self.values[tuple(k)] = self.values.get(tuple(k), 0) + n
+        for k, n in undefined.items():
+            self.undefined[tuple(k)] = self.undefined.get(tuple(k), 0) + n
+
+    def undefined_lines(self) -> list[str]:
+        """One line per metric with NaN values among the rows written, e.g.
+        ``ssim_augmentation: 20 of 48 NaN — gated out (|ΔP| ≥ 0.05); by variant: rotate_15 4/6``."""
+        lines = []
+        for metric in sorted({m for m, _ in self.values}):
+            total = sum(n for (m, _), n in self.values.items() if m == metric)
+            reasons: dict[str, int] = {}
+            by_variant: dict[str, int] = {}
+            for (m, v, why), n in self.undefined.items():
+                if m == metric:
+                    reasons[why] = reasons.get(why, 0) + n
+                    by_variant[v] = by_variant.get(v, 0) + n
+            nan = sum(reasons.values())
+            if not nan:
+                continue
+            ordered = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+            why = ordered[0][0] if len(ordered) == 1 else ", ".join(
+                f"{n} {text}" for text, n in ordered)
+            line = f"{metric}: {nan} of {total} NaN — {why}"
+            variants = [v for v in sorted({v for m, v in self.values if m == metric}) if v]
+            if len(variants) > 1:
+                line += "; by variant: " + ", ".join(
+                    f"{v} {by_variant[v]}/{self.values[(metric, v)]}" for v in variants
+                    if by_variant.get(v))
+            lines.append(line)
+        return lines
+
+
+_MEASURED = re.compile(r"\s*=\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+NO_REASON = "no reason recorded"
+
+
+def nan_reason(note: str) -> str:
+    """Why a value is NaN, from the metric's note: measured numbers (``= 0.123``) dropped and
+    ``head: tail`` written ``head (tail)``, so notes that differ only by a number are one reason
+    (the rule of :func:`tfxai.analysis.undefined.reason`, kept here TF- and pandas-free)."""
+    text = _MEASURED.sub("", str(note or "")).strip()
+    if not text:
+        return NO_REASON
+    head, sep, tail = text.partition(": ")
+    return f"{head} ({tail})" if sep and tail else text
 
 
 # --------------------------------------------------------------------------------------- signals
@@ -188,10 +265,22 @@ def _sigint_guard() -> Iterator[_Interrupt]:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """A progress bar over images (``desc`` names the model and the stage)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, unit="img",
                 dynamic_ncols=True, leave=True)
+
+
+#: sets the stage shown by the progress bar: (method, stage), e.g. ("gradcam", "evaluate iou")
+Stage = Callable[[str, str], None]
+
+
+def _stage_setter(bar: Any, model: str) -> Stage:
+    def stage(method: str, what: str) -> None:
+        bar.set_description_str(f"{model} {method}: {what}", refresh=True)
+
+    return stage
 
 
 def _load_samples(cfg: RunConfig) -> list[Sample]:
@@ -199,6 +288,79 @@ def _load_samples(cfg: RunConfig) -> list[Sample]:
     if cfg.shard is not None:
         samples = shard(samples, *cfg.shard)
     return samples[: cfg.limit] if cfg.limit else samples
+
+
+def _check_model_names(cfg: RunConfig) -> None:
+    """Registered names, existing model files and weights files, checked without loading."""
+    from tfxai.models import MODELS, ModelLoadError, get_model_spec
+
+    registered = False
+    for name in cfg.models:
+        if str(name).lower() in MODELS:
+            registered = True
+            continue
+        if Path(str(name)).exists():
+            continue
+        if Path(str(name)).suffix.lower() in (".keras", ".h5", ".hdf5"):
+            raise ConfigError(f"model file {str(name)!r} does not exist")
+        try:
+            get_model_spec(str(name))
+        except ModelLoadError as exc:
+            raise ConfigError(str(exc)) from None
+    if registered and cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).exists():
+        raise ConfigError(f"weights file {cfg.weights!r} does not exist "
+                          "(--weights takes 'imagenet', 'none' or a path to a weights file)")
+
+
+def _where_annotations(cfg: RunConfig, them: str = "it") -> str:
+    if cfg.annotations is not None:
+        return f"in --annotations {cfg.annotations} (as <image id>.xml or <stem>.xml)"
+    return f"next to {them} (same stem, .xml)"
+
+
+def _check_inputs(cfg: RunConfig, samples: list[Sample], metrics: dict[str, Metric]) -> list[str]:
+    """Boxes for metrics that need them (``Metric.needs_boxes``) and labels for ``--target
+    label``: none at all is a usage error, found before any model is loaded; some missing is a
+    note. Only file names are looked at (annotation files are read with their images)."""
+    notes: list[str] = []
+    if not samples:
+        return notes
+    n = len(samples)
+    boxed = sorted(name for name, m in metrics.items() if m.needs_boxes)
+    if boxed:
+        missing = sum(1 for s in samples if s.annotation_path is None)
+        if missing == n:
+            raise ConfigError(
+                f"metric(s) {', '.join(boxed)} need bounding boxes, but none of the {n} images "
+                f"of {cfg.images} has a Pascal-VOC XML file {_where_annotations(cfg)}. Put "
+                "<image stem>.xml next to each image or pass --annotations DIR, or choose metrics "
+                "that need no boxes (tfxai metrics lists what each needs)"
+            )
+        if missing:
+            notes.append(f"{missing} of {n} images have no annotation file "
+                         f"{_where_annotations(cfg, 'them')}: their "
+                         f"{', '.join(boxed)} values are NaN with the note 'no boxes'")
+    if cfg.target == "label":
+        unlabelled = sum(1 for s in samples if s.label is None and s.annotation_path is None)
+        if unlabelled == n:
+            raise ConfigError(
+                f"--target label needs the true class of each image, but none of the {n} images "
+                f"of {cfg.images} has one: pass --labels CSV (columns image,label; a class index "
+                "or a WordNet synset), put VOC XML files next to the images (or --annotations "
+                "DIR), or use ImageNet-style synset folders; or use --target predicted"
+            )
+    return notes
+
+
+def _preflight(cfg: RunConfig, command: str) -> tuple[list[Sample], list[str]]:
+    """Every check that needs no model, before anything is loaded or written: the images and
+    what the metrics and the target need of them, and the model names. Returns the samples and
+    notes for the summary."""
+    samples = _load_samples(cfg)
+    metrics = _build_metrics(cfg, "") if command == "evaluate" else {}
+    notes = _check_inputs(cfg, samples, metrics)
+    _check_model_names(cfg)
+    return samples, notes
 
 
 def _build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
@@ -327,7 +489,12 @@ def _attributions(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Raw attributions and per-image seconds for ``prep.idx[positions]``: stored or computed.
 
-    With ``load=False`` stored ones are only counted and missing ones computed; returns None.
+    Missing ones are computed one image per call, each timed on its own, so ``seconds`` is the
+    attribution time of that image (on CPU as fast as one batched call: methods batch their own
+    work — steps, samples, perturbations — per image). An attributer's first call in a process
+    traces its compiled functions; it is made once, untimed, on the first image, so that no
+    image's ``seconds`` holds the tracing. With ``load=False`` stored ones are only counted and
+    missing ones computed; returns None.
     """
     mp = att.method_params_json()
     ids = prep.ids()
@@ -348,21 +515,33 @@ def _attributions(
         summary.skipped += len(stored)
     if missing:
         mpos = np.array([p for p, _ in missing])
-        rows = prep.idx[mpos]
-        t0 = time.perf_counter()
-        raw = att.attribute(prep.batch.images[rows], prep.targets[mpos], seeds=prep.seeds[rows])
-        per_image = (time.perf_counter() - t0) / len(mpos)
+        if att not in _WARM:  # the first call traces the method's tf.functions: not timed
+            r = int(prep.idx[mpos[0]])
+            att.attribute(prep.batch.images[r : r + 1], prep.targets[mpos[:1]],
+                          seeds=prep.seeds[r : r + 1])
+            _WARM.add(att)
+        parts, seconds = [], []
+        for p in mpos:
+            r = int(prep.idx[p])
+            t0 = time.perf_counter()
+            parts.append(att.attribute(prep.batch.images[r : r + 1], prep.targets[p : p + 1],
+                                       seeds=prep.seeds[r : r + 1]))
+            seconds.append(time.perf_counter() - t0)
+        raw = np.concatenate(parts)
         rd.store.put(bb.name, bb.weights, att.key, mp, [ids[p] for p in mpos], raw,
-                     prep.targets[mpos], seconds=[per_image] * len(mpos),
-                     run_params=_store_params(cfg))
-        for p, a in zip(mpos, raw, strict=True):
+                     prep.targets[mpos], seconds=seconds, run_params=_store_params(cfg))
+        for p, a, sec in zip(mpos, raw, seconds, strict=True):
             out[int(p)] = a
-            secs[int(p)] = per_image
+            secs[int(p)] = sec
         summary.computed += len(mpos)
     if not load:
         return None
     order = [int(p) for p in positions]
     return np.stack([out[p] for p in order]), np.array([secs[p] for p in order])
+
+
+#: attributers whose compiled functions are traced (see :func:`_attributions`)
+_WARM: weakref.WeakSet[Attributer] = weakref.WeakSet()
 
 
 def _store_params(cfg: RunConfig) -> dict[str, Any]:
@@ -373,8 +552,8 @@ def _store_params(cfg: RunConfig) -> dict[str, Any]:
 
 #: is the work of an image done, given its id and target (both known without loading it)?
 DoneCheck = Callable[[str, int], bool]
-#: the work of one method on a loaded batch: (method name, attributer, batch, error rows)
-MethodWork = Callable[[str, Attributer, _Prepared, list], None]
+#: the work of one method on a loaded batch: (method name, attributer, batch, error rows, stage)
+MethodWork = Callable[[str, Attributer, _Prepared, list, Stage], None]
 
 
 def _chunks(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
@@ -431,27 +610,29 @@ def _batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], sampl
     Per batch, only the images with work left are loaded and predicted and ``work`` runs on
     them for each method; a done image counts ``skipped_per_image`` in ``summary.skipped`` and
     advances the progress bar without being loaded. Error rows go to ``errors.csv`` per batch.
+    The bar counts images (a batch when all its methods are done) and names the model, the
+    method and the stage it is in.
     """
-    bar = _progress(len(samples) * len(atts), f"{bb.name} {what}", cfg.progress)
+    bar = _progress(len(samples), f"{bb.name} {what}", cfg.progress)
+    stage = _stage_setter(bar, bb.name)
     try:
         for n, chunk in enumerate(_chunks(samples, cfg.batch_size)):
             todo, labels = _split_done(cfg, chunk, known, is_done)
             summary.skipped += _with_target(cfg, labels) * skipped_per_image
-            bar.update((len(chunk) - len(todo)) * len(atts))
+            bar.update(len(chunk) - len(todo))
             errors: list[dict[str, Any]] = []
             prep = None
             if todo:
                 batch = load_batch(todo, bb.input_size, cfg.resize)
                 errors = _load_errors(batch, bb.name)
-                bar.update(len(batch.errors) * len(atts))
                 if batch.samples:
                     prep = _predict_batch(cfg, bb, batch, rd, known)
                     labels.update(zip(batch.image_ids, batch.labels.tolist(), strict=True))
             errors.extend(_target_errors(cfg, chunk, labels, bb.name))
             if prep is not None:
                 for name, att in atts.items():
-                    work(name, att, prep, errors)
-                    bar.update(len(prep.batch.samples))
+                    work(name, att, prep, errors, stage)
+            bar.update(len(todo))
             _flush_errors(rd, errors, summary)
             if on_batch is not None:
                 on_batch(bb.name, n)
@@ -508,28 +689,38 @@ def _run_local(
     log: bool = True,
     on_batch: BatchHook | None = None,
     dataset_stats: dict[tuple[str, str, str], Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> RunSummary:
     """The local pipeline: ``attribute`` or ``evaluate`` over ``samples`` into ``rd``.
 
     Ray workers call it with their shard's samples, a shard folder resuming from the results
     folder, their cached session and the dataset statistics computed over all shards.
+    ``notes`` (from :func:`_preflight`) start the summary's notes.
     """
     rd = rd if rd is not None else ResultsDir(cfg.out)
     if samples is None:
         samples = _load_samples(cfg)
+    rd.check_writable()  # an unwritable folder fails before the models load; creates nothing
+    session = session or _Session(cfg)
+    # Every model with its methods and metrics is built before anything is written, so a usage
+    # error (weights not reachable, unknown layer, bad parameter) leaves no trace. The session
+    # keeps them for the whole run anyway.
+    plan = []
+    for model_name in cfg.models:
+        bb = session.backbone(model_name)
+        atts = session.attributers(bb)
+        _check_backgrounds(atts, samples)
+        metrics = {m: session.metrics(bb, m) for m in atts} if command == "evaluate" else {}
+        plan.append((bb, atts, metrics))
     rd.ensure_writable()
     if log:
         rd.log_run(cfg.record(command))
-    session = session or _Session(cfg)
-    summary = RunSummary(images=len(samples), out=rd.root)
+    summary = RunSummary(images=len(samples), out=rd.root, notes=list(notes))
     with _sigint_guard() as stop:
-        for model_name in cfg.models:
-            bb = session.backbone(model_name)
-            atts = session.attributers(bb)
+        for bb, atts, metrics in plan:
             if command == "attribute":
                 stopped = _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch)
             else:
-                metrics = {m: session.metrics(bb, m) for m in atts}
                 stopped = _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop,
                                           on_batch, log, dataset_stats)
             if stopped:
@@ -539,6 +730,7 @@ def _run_local(
 
 
 def _check_metrics(cfg: RunConfig) -> None:
+    """Metric names and parameters, validated before any work."""
     if not cfg.metrics:
         raise ConfigError("--metric: give at least one metric")
     for name in cfg.metrics:  # validate names and parameters before any work
@@ -549,20 +741,25 @@ def _check_metrics(cfg: RunConfig) -> None:
 
 
 def run_attribute(cfg: RunConfig) -> RunSummary:
-    """Compute and store attributions (and predictions) for models × methods over the images."""
+    """Compute and store attributions (and predictions) for models × methods over the images.
+
+    Usage errors (:class:`ConfigError`, :class:`~tfxai.data.dataset.DatasetError`) are raised
+    before anything is written.
+    """
     cfg.validate()
+    samples, notes = _preflight(cfg, "attribute")
     if cfg.executor == "ray":
         from tfxai.executors import run_ray
 
-        return run_ray(cfg, "attribute")
-    return _run_local(cfg, "attribute")
+        return run_ray(cfg, "attribute", samples, notes)
+    return _run_local(cfg, "attribute", samples, notes=notes)
 
 
 def _attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) -> bool:
     """Predictions and attributions of one model over the samples; True when interrupted."""
-    _check_backgrounds(atts, samples)
 
-    def work(name: str, att: Attributer, prep: _Prepared, errors: list) -> None:
+    def work(name: str, att: Attributer, prep: _Prepared, errors: list, stage: Stage) -> None:
+        stage(name, "attribute")
         try:
             _attributions(cfg, bb, att, prep, np.arange(len(prep.idx)), rd, summary, load=False)
         except ResultsWriteError:
@@ -597,14 +794,19 @@ def _flush_errors(rd: ResultsDir, errors: list[dict[str, Any]], summary: RunSumm
 
 
 def run_evaluate(cfg: RunConfig) -> RunSummary:
-    """Score models × methods × metrics over the images into ``scores.csv`` (resumable)."""
+    """Score models × methods × metrics over the images into ``scores.csv`` (resumable).
+
+    Usage errors — among them a metric that needs boxes (or ``--target label``) on images that
+    have none — are raised before any model is loaded and anything is written.
+    """
     cfg.validate()
     _check_metrics(cfg)
+    samples, notes = _preflight(cfg, "evaluate")
     if cfg.executor == "ray":
         from tfxai.executors import run_ray
 
-        return run_ray(cfg, "evaluate")
-    return _run_local(cfg, "evaluate")
+        return run_ray(cfg, "evaluate", samples, notes)
+    return _run_local(cfg, "evaluate", samples, notes=notes)
 
 
 def _dataset_pass_metrics(atts: dict[str, Attributer], metrics: dict[str, dict[str, Metric]]
@@ -625,19 +827,20 @@ def _dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
     if not todo:
         return {}
     stats: dict[tuple[str, str, str], list[Any]] = {(bb.name, n, m.name): [] for n, m in todo}
-    bar = _progress(len(samples) * len(atts), f"{bb.name} dataset pass", cfg.progress)
+    bar = _progress(len(samples), f"{bb.name} dataset pass", cfg.progress)
+    stage = _stage_setter(bar, bb.name)
     known = rd.predictions_of(bb.name, bb.weights) if known is None else known
     try:
         for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
-            if not batch.samples:
-                continue
-            prep = _predict_batch(cfg, bb, batch, rd, known)
-            for name, metric in todo:
-                raw, _ = _attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)), rd,
-                                       summary)
-                stats[(bb.name, name, metric.name)].append(
-                    metric.dataset_statistic(atts[name], raw))
-            bar.update(len(batch.samples) * len(atts))
+            if batch.samples:
+                prep = _predict_batch(cfg, bb, batch, rd, known)
+                for name, metric in todo:
+                    stage(name, f"dataset pass of {metric.name}")
+                    raw, _ = _attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)),
+                                           rd, summary)
+                    stats[(bb.name, name, metric.name)].append(
+                        metric.dataset_statistic(atts[name], raw))
+            bar.update(len(batch.samples) + len(batch.errors))
             if stop.requested:
                 return stats
     finally:
@@ -664,12 +867,6 @@ def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch
                     log=True, dataset_stats=None) -> bool:
     """Scores of one model over the samples (after the dataset pass when a metric needs one,
     or with the ``dataset_stats`` Ray computed over all shards); True when interrupted."""
-    _check_backgrounds(atts, samples)
-    if cfg.annotations is None and any(
-        x.needs_boxes for ms in metrics.values() for x in ms.values()
-    ):
-        summary.notes.append("no --annotations given: localisation metrics are NaN "
-                             "with note 'no boxes'")
     known = rd.predictions_of(bb.name, bb.weights)
     done = rd.score_keys()
     is_done = _scores_done(bb, atts, metrics, done)
@@ -685,8 +882,9 @@ def _evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch
         summary.skipped += _with_target(cfg, labels) * len(first_pass)
     orphans = rd.orphan_curve_points(done)
 
-    def work(name: str, att: Attributer, prep: _Prepared, errors: list) -> None:
-        _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans, summary, errors)
+    def work(name: str, att: Attributer, prep: _Prepared, errors: list, stage: Stage) -> None:
+        _evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans, summary, errors,
+                         stage)
 
     per_image = sum(len(metrics[name]) for name in atts)
     return _batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "evaluate", known,
@@ -718,7 +916,8 @@ def _scores_done(bb: Backbone, atts: dict[str, Attributer], metrics: dict[str, d
     return check
 
 
-def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, errors) -> None:
+def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, errors,
+                     stage: Stage | None = None) -> None:
     """Score one method's batch with the metrics; rows already written are not written again.
 
     ``done`` holds ``SCORE_KEY + (variant,)`` tuples: an image is scored again only when one of
@@ -739,7 +938,9 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
     if not todo:
         summary.skipped += len(ids) * len(metrics)
         return
+    stage = stage or (lambda method, what: None)
     need = np.unique(np.concatenate(list(todo.values())))
+    stage(att.key, "attribute")
     try:
         raw, secs = _attributions(cfg, bb, att, prep, need, rd, summary)
     except ResultsWriteError:
@@ -754,6 +955,7 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
         metric = metrics[mname]
         sel = np.array([where[int(p)] for p in pos])
         rows_idx = prep.idx[pos]
+        stage(att.key, f"evaluate {mname}")
         t0 = time.perf_counter()
         try:
             out = metric.evaluate(
@@ -776,6 +978,7 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
         curves.extend(c)
     rd.curves.append(curves)  # curves first: a score row implies its curve is complete
     summary.rows += rd.scores.append(rows)
+    summary.count_rows(rows)
     done.update(_row_key(row) for row in rows)
 
 
@@ -816,7 +1019,8 @@ def _score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: Met
             note = out.notes.get(variant, [""] * len(pos))[j]
             extra_notes = "; ".join(prep.batch.notes[i]) if metric.needs_boxes else ""
             rows.append({**base, "variant": variant, "value": float(values[j]),
-                         "note": "; ".join(x for x in (note, extra_notes) if x) + recorded})
+                         "note": "; ".join(x for x in (note, extra_notes) if x) + recorded,
+                         "_metric_note": note})  # not a column: the summary's NaN reason
             curve, info = _split_extra(out.extras.get(variant), j)
             if info:
                 rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=_json_default)

@@ -332,17 +332,11 @@ def build_classifier(
             are accepted; a file is refused).
         input_size: ``(H, W)``; default the backbone's, required for ``small_cnn``.
     """
+    check_model(model, weights)
     if model == SMALL_CNN:
-        if weights not in (None, "none", "imagenet"):
-            raise ValueError(f"weights: small_cnn is trained from scratch; got a weights file {weights!r}")
         if input_size is None:
             raise ValueError("input_size is required for small_cnn")
         return build_small_cnn(input_size, num_classes, seed)
-    if str(model).lower() not in MODELS and not Path(str(model)).exists():
-        raise ModelLoadError(
-            f"model {model!r} is neither 'small_cnn', a registered backbone "
-            f"({', '.join(MODELS)}) nor an existing model file"
-        )
     return _backbone_classifier(
         str(model), weights or "imagenet", num_classes, input_size, seed, freeze_backbone
     )
@@ -462,6 +456,7 @@ def check_fractions(fractions: Iterable[float], low_open: bool = True) -> list[f
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     frame.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     os.replace(tmp, path)
@@ -486,7 +481,7 @@ def _load_training_data(
     seed: int,
     progress: bool,
 ) -> tuple[FolderData, Path]:
-    """Load ``data_dir`` for training ``model`` and create ``out_dir``.
+    """Load ``data_dir`` for training ``model``; the output folder is created by its first write.
 
     The images are resized to ``input_size``, else to a registered model's own input size, else
     (``small_cnn`` or a model file) to the size of the first image; ``seed`` seeds the split.
@@ -495,9 +490,31 @@ def _load_training_data(
     if input_size is None and str(model).lower() in MODELS:
         input_size = MODELS[str(model).lower()].input_size
     data = load_image_folder(data_dir, input_size, seed=seed, progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return data, out
+    return data, Path(out_dir)
+
+
+def check_model(model: str, weights: str | None = None) -> None:
+    """What :func:`build_classifier` would refuse, found without loading anything: a model that
+    is neither ``small_cnn``, a registered backbone nor an existing file, and a weights file that
+    does not exist. Called first, so such a usage error writes nothing.
+
+    Raises:
+        ModelLoadError: (a ``ValueError``) naming the model or weights.
+    """
+    key = str(model)
+    if key == SMALL_CNN:
+        if weights not in (None, "none", "imagenet"):
+            raise ValueError(f"weights: small_cnn is trained from scratch; got a weights file {weights!r}")
+        return
+    if key.lower() not in MODELS and not Path(key).exists():
+        raise ModelLoadError(
+            f"model {model!r} is neither 'small_cnn', a registered backbone "
+            f"({', '.join(MODELS)}) nor an existing model file"
+        )
+    if key.lower() in MODELS and weights not in (None, "none", "imagenet") and \
+            not Path(str(weights)).exists():
+        raise ModelLoadError(f"{key}: weights file {str(weights)!r} does not exist "
+                             "(--weights takes 'imagenet', 'none' or a path to a weights file)")
 
 
 def finetune(
@@ -533,14 +550,20 @@ def finetune(
     """
     fracs = check_fractions(fractions)
     config = TrainConfig(epochs, lr, lr_after, lr_drop_epoch, momentum, batch_size, optimizer)
+    check_model(model, weights)
     data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
+    # the first model is built before anything is written: a model that cannot be built (weights
+    # not reachable, a broken model file, no conv layer) leaves no trace
+    first = build_classifier(model, data.num_classes, data.input_size, weights, seed, freeze_backbone)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(data.classes) + "\n")
     label = _model_label(model)
     rows = []
     bar = tqdm(fracs, desc=f"finetune {label}", disable=not progress, file=sys.stderr)
-    for fraction in bar:
+    for k, fraction in enumerate(bar):
         idx = stratified_subset(data.y_train, fraction, seed)
-        net = build_classifier(model, data.num_classes, data.input_size, weights, seed, freeze_backbone)
+        net = first if k == 0 else build_classifier(
+            model, data.num_classes, data.input_size, weights, seed, freeze_backbone)
         train_classifier(net, data.x_train[idx], data.y_train[idx], config, seed)
         stem = f"{label}_f{_fraction_label(fraction)}"
         net.save(out / f"{stem}.keras")
@@ -726,6 +749,7 @@ def roar(
         raise ValueError(f"target must be 'predicted' or 'label', got {target!r}")
     methods = [m for m in methods if m != RANDOM_METHOD]
     config = TrainConfig(epochs, lr, lr_after, lr_drop_epoch, momentum, batch_size, optimizer)
+    check_model(model, weights)
     data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
     path = out / "roar.csv"
     run_seeds = [int(seed) + 1 + i for i in range(int(seeds))]

@@ -10,10 +10,13 @@ from tfxai.data.annotations import (
 from tfxai.data.dataset import (
     Batch,
     DatasetError,
+    ImageSet,
     Sample,
     discover,
+    image_seeds,
     iter_batches,
     load_batch,
+    load_images,
     shard,
 )
 from tfxai.data.imagenet import class_index, class_name, parse_label, synset_to_index
@@ -21,7 +24,7 @@ from tfxai.data.images import BoxTransform, ImageLoadError, load_image, resize_i
 
 __all__ = [
     "Annotation", "AnnotationError", "Batch", "BoxTransform", "DatasetError", "ImageLoadError",
-    "Sample", "boxes_to_mask", "boxes_to_masks", "class_index", "class_name", "discover",
-    "iter_batches", "load_batch", "load_image", "parse_label", "parse_voc", "resize_image",
-    "shard", "synset_to_index", "to_rgb",
+    "ImageSet", "Sample", "boxes_to_mask", "boxes_to_masks", "class_index", "class_name",
+    "discover", "image_seeds", "iter_batches", "load_batch", "load_image", "load_images",
+    "parse_label", "parse_voc", "resize_image", "shard", "synset_to_index", "to_rgb",
 ]

@@ -7,6 +7,10 @@ Sources:
 * a text file listing image paths, one per line (relative paths are relative to the list);
 * an explicit list of paths.
 
+Annotations: with an ``annotations`` folder, the VOC XML file ``<image_id>.xml`` or ``<stem>.xml``
+in it; without one, the VOC XML file next to the image with the same stem (``img.jpg`` →
+``img.xml``), as ImageNet's validation boxes and ``tfxai synth`` lay them out.
+
 Labels come, in that order of precedence, from a CSV ``image,label`` (label: class index or
 synset), the VOC XML annotation, or the folder name when it is a synset (``Sample.label`` holds the
 CSV or folder label and ``Sample.label_source`` where it came from; the XML is read when the image
@@ -21,6 +25,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +33,8 @@ from tfxai.data.annotations import Annotation, AnnotationError, parse_voc
 from tfxai.data.imagenet import parse_label, synset_to_index
 from tfxai.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image, resize_image
 
-__all__ = ["Sample", "Batch", "DatasetError", "discover", "load_batch", "iter_batches", "shard"]
+__all__ = ["Sample", "Batch", "DatasetError", "ImageSet", "discover", "load_batch", "iter_batches",
+           "load_images", "shard", "image_seeds"]
 
 
 class DatasetError(ValueError):
@@ -49,7 +55,8 @@ class Sample:
 
     @property
     def seed_key(self) -> int:
-        """A stable 32-bit key of the image id, used to derive per-image random streams."""
+        """A stable 32-bit key of the image id, used to derive per-image random streams
+        (:func:`image_seeds` gives the same keys for a list of ids)."""
         return zlib.crc32(self.image_id.encode("utf-8"))
 
 
@@ -121,6 +128,9 @@ def discover(
 ) -> list[Sample]:
     """List the images of a source, sorted by image id, with their label and annotation file.
 
+    ``annotations``: a folder of VOC XML files; when None, each image's XML file is looked for
+    next to it (same stem). ``labels_csv``: a CSV ``image,label`` (class index or synset).
+
     Raises:
         DatasetError: the source does not exist or holds no image.
     """
@@ -187,10 +197,13 @@ def _make_ids_unique(samples: list[Sample], root: Path | None) -> None:
 
 
 def _find_annotation(path: Path, image_id: str, ann_dir: Path | None) -> Path | None:
+    """The annotation file of an image: in ``ann_dir`` when given, else next to the image."""
     if ann_dir is None:
-        return None
-    for cand in (ann_dir / f"{image_id}.xml", ann_dir / f"{path.stem}.xml"):
-        if cand.exists():
+        cands: tuple[Path, ...] = (path.with_suffix(".xml"),)
+    else:
+        cands = (ann_dir / f"{image_id}.xml", ann_dir / f"{path.stem}.xml")
+    for cand in cands:
+        if cand.is_file():
             return cand
     return None
 
@@ -263,3 +276,90 @@ def iter_batches(
     """Stream batches from disk; only one batch of images is in memory at a time."""
     for i in range(0, len(samples), batch_size):
         yield load_batch(samples[i : i + batch_size], size, resize)
+
+
+def image_seeds(image_ids: Sequence[str]) -> np.ndarray:
+    """The per-image seeds the CLI derives from image ids (:attr:`Sample.seed_key`), int64 (N,).
+
+    Pass them as ``seeds=`` to ``Attributer.attribute`` and ``Metric.score``/``evaluate`` to get
+    the random streams (noise, perturbations, samples) of a ``tfxai attribute``/``evaluate`` run.
+    """
+    return np.array([zlib.crc32(str(i).encode("utf-8")) for i in image_ids], dtype=np.int64)
+
+
+@dataclass
+class ImageSet:
+    """Images loaded as the CLI loads them (:func:`load_images`)."""
+
+    #: (N, H, W, 3) float32 RGB 0..255 at the requested size
+    images: np.ndarray
+    #: image ids, as in the ``image_id`` column of the results (sorted)
+    ids: list[str]
+    #: (N,) int class indices, -1 when unknown (CSV, VOC XML or synset folder)
+    labels: np.ndarray
+    #: per image: (K, 4) float32 boxes ``xmin, ymin, xmax, ymax`` in resized pixel coordinates
+    #: (0-based, half-open), or None without an annotation
+    boxes: list[np.ndarray | None]
+    #: per image: (K,) class index of each box (-1 for a name that is not an ImageNet synset)
+    box_labels: list[np.ndarray | None]
+    #: (N,) int64 per-image seeds, derived from the ids exactly as the CLI does
+    seeds: np.ndarray
+    paths: list[Path]
+    #: per image: what the loader fixed or noticed (boxes clipped, annotation size, ...)
+    notes: list[list[str]]
+    #: images that could not be read: (path, reason); they are not in ``images``
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_images(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    size: tuple[int, int] | Any,
+    *,
+    annotations: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    resize: str = "squash",
+    limit: int | None = None,
+) -> ImageSet:
+    """Load images, ids, labels, boxes and seeds exactly as ``tfxai attribute``/``evaluate`` do.
+
+    The same discovery (sorted by image id; VOC XML from ``annotations`` or next to each image;
+    labels from the ``labels`` CSV, the XML or a synset folder), the same resize (``squash`` or
+    ``crop``, boxes transformed with the image) and the same per-image seeds (from the image id),
+    so ``att.attribute(s.images, targets, seeds=s.seeds)`` and ``metric.score(..., boxes=s.boxes,
+    seeds=s.seeds)`` give the values of the CLI's ``scores.csv`` rows.
+
+    Args:
+        source: a folder (recursive), a text file listing image paths, one image, or a list of paths.
+        size: ``(H, W)``, or a backbone (its ``input_size`` is used).
+        annotations: a folder of VOC XML files (default: next to the images).
+        labels: a CSV with columns ``image,label`` (class index or synset).
+        resize: ``squash`` (default) or ``crop``.
+        limit: only the first N images (in image-id order, as ``--limit``).
+
+    Raises:
+        DatasetError: the source does not exist or holds no image, or a bad labels CSV.
+
+    Unreadable images are left out and listed in ``errors`` (with a warning).
+    """
+    import warnings
+
+    hw = getattr(size, "input_size", size)
+    try:
+        h, w = (int(v) for v in hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (H, W) or a backbone, got {size!r}") from None
+    samples = discover(source, annotations, labels, limit=limit)
+    batch = load_batch(samples, (h, w), resize)
+    errors = [(s.path, msg) for s, msg in batch.errors]
+    if errors:
+        warnings.warn(f"{len(errors)} image(s) could not be read and are left out: "
+                      + "; ".join(msg for _, msg in errors[:3]), stacklevel=2)
+    ids = batch.image_ids
+    return ImageSet(
+        images=batch.images, ids=ids, labels=batch.labels, boxes=batch.boxes,
+        box_labels=batch.box_labels, seeds=image_seeds(ids),
+        paths=[s.path for s in batch.samples], notes=batch.notes, errors=errors,
+    )
