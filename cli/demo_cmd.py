@@ -21,6 +21,9 @@ def demo(out: str, seed: int, no_progress: bool) -> None:
     t0 = time.perf_counter()
     result = run_demo(out, progress=not no_progress, seed=seed)
     errors = sum(s.errors for s in result.summaries)
+    for summary in result.summaries:
+        for line in summary.undefined_lines():
+            click.echo(f"  {line}", err=True)
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {result.out}",
                err=True)
     if result.report is not None:

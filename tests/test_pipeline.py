@@ -304,7 +304,8 @@ def test_some_images_without_boxes_are_a_note_and_counted_nan(tiny_cnn_file, ima
 
 
 def test_nan_summary_by_metric_variant_and_reason():
-    from tfxai.run import RunSummary, nan_reason
+    from tfxai.metadata import nan_reason
+    from tfxai.run import RunSummary
 
     assert nan_reason("gated out: |ΔP| = 0.123 ≥ 0.05") == "gated out (|ΔP| ≥ 0.05)"
     assert nan_reason("gated out: |ΔP| = 7e-02 ≥ 0.05") == "gated out (|ΔP| ≥ 0.05)"

@@ -12,8 +12,6 @@ writes the Analyser's report. Two models of one architecture give the report's r
 
 from __future__ import annotations
 
-import sys
-import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,7 @@ from tfxai.attribution.base import list_methods
 from tfxai.evaluation.base import list_metrics
 from tfxai.run import RunConfig, RunSummary, run_evaluate
 
-__all__ = ["DemoResult", "annotations_dir", "run_demo", "DEMO_MODELS", "DEMO_METHODS",
-           "DEMO_METRICS"]
+__all__ = ["DemoResult", "run_demo", "DEMO_MODELS", "DEMO_METHODS", "DEMO_METRICS"]
 
 #: one family of real offline models (same architecture, different accuracy): the reliability
 #: test of the report needs at least two
@@ -45,22 +42,6 @@ DEMO_RERUN_METRICS = ("max_sensitivity",)
 DEMO_CHEAP_METHODS = ("saliency", "gradcam", "guided_backprop")
 
 
-def annotations_dir() -> Path:
-    """The bundled ``annotations/`` folder (source checkout, or installed under ``share/tfxai``)."""
-    candidates = [
-        Path(__file__).resolve().parents[1] / "annotations",
-        Path(sysconfig.get_paths()["data"]) / "share" / "tfxai" / "annotations",
-        Path(sys.prefix) / "share" / "tfxai" / "annotations",
-    ]
-    for path in candidates:
-        if (path / "chelsea.xml").exists():
-            return path
-    raise FileNotFoundError(
-        "the demo's annotations folder was not found (looked in "
-        + ", ".join(str(c) for c in candidates) + "); reinstall tfxai from its source folder"
-    )
-
-
 @dataclass
 class DemoResult:
     out: Path
@@ -75,7 +56,7 @@ def _panel(available: set[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
 
 def run_demo(out: str | Path = "results/demo", progress: bool = True, seed: int = 0) -> DemoResult:
     """Run the demo into ``out``; returns where the report is. Re-running resumes."""
-    from tfxai.data.samples import export_sample_images
+    from tfxai.data.samples import annotations_dir, export_sample_images
 
     out = Path(out)
     images = out / "images"

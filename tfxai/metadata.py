@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,3 +225,24 @@ def value_range(metric: str) -> tuple[float, float]:
     """The range of ``metric``'s values; (-inf, inf) when unknown."""
     meta = get(metric)
     return (-INF, INF) if meta is None else meta.value_range
+
+
+# --------------------------------------------------------------------------------------- NaN reasons
+
+#: the reason of a NaN value whose metric wrote no note
+NO_REASON = "no reason recorded"
+_MEASURED = re.compile(r"\s*=\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def nan_reason(note: object) -> str:
+    """Why a value is NaN, from the metric's note in ``scores.csv``: measured numbers
+    (``= 0.123``) dropped and ``head: tail`` written ``head (tail)``, so that notes differing only
+    by a number are one reason (``gated out: |ΔP| = 0.123 ≥ 0.05`` → ``gated out (|ΔP| ≥ 0.05)``).
+    Used by the run's end-of-run summary and by the report."""
+    if note is None or (isinstance(note, float) and math.isnan(note)):
+        return NO_REASON
+    text = _MEASURED.sub("", str(note)).strip()
+    if not text:
+        return NO_REASON
+    head, sep, tail = text.partition(": ")
+    return f"{head} ({tail})" if sep and tail else text

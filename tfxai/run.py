@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import signal
 import sys
 import time
@@ -49,6 +48,7 @@ import numpy as np
 from tfxai.attribution.base import Attributer, _json_default, get_attributer
 from tfxai.data.dataset import Batch, Sample, discover, iter_batches, load_batch, shard
 from tfxai.evaluation.base import Metric, MetricOutput, get_metric
+from tfxai.metadata import nan_reason
 from tfxai.models import Backbone, load_model
 from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
 
@@ -215,19 +215,6 @@ class RunSummary:
         return lines
 
 
-_MEASURED = re.compile(r"\s*=\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-NO_REASON = "no reason recorded"
-
-
-def nan_reason(note: str) -> str:
-    """Why a value is NaN, from the metric's note: measured numbers (``= 0.123``) dropped and
-    ``head: tail`` written ``head (tail)``, so notes that differ only by a number are one reason
-    (the rule of :func:`tfxai.analysis.undefined.reason`, kept here TF- and pandas-free)."""
-    text = _MEASURED.sub("", str(note or "")).strip()
-    if not text:
-        return NO_REASON
-    head, sep, tail = text.partition(": ")
-    return f"{head} ({tail})" if sep and tail else text
 
 
 # --------------------------------------------------------------------------------------- signals

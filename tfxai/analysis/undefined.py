@@ -10,24 +10,14 @@ defined values (e.g. ``K tied maxima``) are not counted here. A NaN without a no
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
-NO_REASON = "no reason recorded"
+from tfxai.metadata import nan_reason
+
 COLUMNS = ["metric", "variant", "rows", "undefined", "share", "reasons"]
-_MEASURED = re.compile(r"\s*=\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
-
-def reason(note: object) -> str:
-    """The reason a note gives, without the measured numbers (module docstring)."""
-    if note is None or (isinstance(note, float) and pd.isna(note)):
-        return NO_REASON
-    text = _MEASURED.sub("", str(note)).strip()
-    if not text:
-        return NO_REASON
-    head, sep, tail = text.partition(": ")
-    return f"{head} ({tail})" if sep and tail else text
+#: the reason of a note, without its measured numbers (one rule for the run and the report)
+reason = nan_reason
 
 
 def reasons_text(notes: pd.Series) -> str:
