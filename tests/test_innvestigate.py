@@ -39,6 +39,15 @@ needs_worker = pytest.mark.skipif(not AVAILABLE, reason=REASON)
 TF_MINOR = ".".join(tf.__version__.split(".")[:2])
 
 
+@pytest.fixture(autouse=True)
+def _fresh_layer_names(request):
+    """The translator tests look layers up by Keras's automatic names (``conv2d``,
+    ``dense_1``); those come from a process-wide counter, so reset it before each of them."""
+    if request.node.name.startswith("test_translator"):
+        keras.backend.clear_session()
+    yield
+
+
 def _zero_biases(model: keras.Model) -> keras.Model:
     for layer in model.layers:
         if getattr(layer, "bias", None) is not None:
