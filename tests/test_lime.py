@@ -7,7 +7,7 @@ import pytest
 from lime import lime_image
 
 import tfxai
-from tfxai.attribution.superpixel import lime_explain, make_segmenter
+from tfxai.attribution.superpixel import lime_explain, lime_rows, make_segmenter
 from tfxai.backend import keras
 
 H = 64
@@ -105,3 +105,116 @@ def test_blur_and_bad_params(bb):
     raw = att.attribute(_image(4)[None], [0], seeds=[1])
     assert np.isfinite(raw).all() and np.abs(raw).max() > 0
     assert att.method_params()["hide_color"] == "blur"
+
+
+# ----------------------------------------------------------------------------- fewer model calls
+
+
+def test_lime_rows_are_limes_draws_and_paired_rows_fold_them_over():
+    n, num = 7, 9
+    ref = np.random.RandomState(3).randint(0, 2, num * n).reshape(num, n)
+    ref[0] = 1
+    np.testing.assert_array_equal(lime_rows(np.random.RandomState(3), num, n, "lime"), ref)
+    paired = lime_rows(np.random.RandomState(3), num, n, "paired")
+    assert paired.shape == (num, n)
+    np.testing.assert_array_equal(paired[0], 1)
+    np.testing.assert_array_equal(paired[1::2], ref[1:5])  # lime's own draws, in order
+    np.testing.assert_array_equal(paired[2::2], 1 - ref[1:5])  # each followed by its complement
+    even = lime_rows(np.random.RandomState(3), 8, n, "paired")
+    np.testing.assert_array_equal(even, paired[:8])
+    with pytest.raises(ValueError, match="sampling"):
+        lime_rows(np.random.RandomState(3), 8, n, "sobol")
+
+
+@pytest.mark.parametrize("kw", [{"sampling": "paired"},
+                                {"stop": "topk_stable", "block": 20, "patience": 1},
+                                {"sampling": "paired", "stop": "topk_stable", "block": 20}])
+def test_options_deterministic_per_seed(bb, kw):
+    images = np.stack([_image(1), _image(2)])
+    targets = np.array([2, 4])
+    att = tfxai.get_attributer("lime", bb, num_samples=120, **kw)
+    a = att.attribute(images, targets, seeds=[11, 12])
+    used = [r.samples for r in att.last_results]
+    b = tfxai.get_attributer("lime", bb, num_samples=120, batch_size=1, **kw).attribute(
+        images, targets, seeds=[11, 12])
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    c = att.attribute(images, targets, seeds=[21, 22])
+    assert not np.allclose(a, c)
+    assert all(2 <= u <= 120 for u in used)
+    default = tfxai.get_attributer("lime", bb, num_samples=120).attribute(images, targets,
+                                                                           seeds=[11, 12])
+    assert not np.allclose(a, default)
+
+
+def test_stop_respects_num_samples_as_maximum(bb):
+    image = _image(1)
+    kw = dict(num_samples=130, seed=0)
+    # never stable for 9 blocks: runs to the cap, the last block cut to 30 rows
+    att = tfxai.get_attributer("lime", bb, stop="topk_stable", block=50, patience=9, **kw)
+    raw = att.attribute(image[None], [2], seeds=[5])
+    assert att.last_results[0].samples == 130
+    # lime's masks in lime's order: a run to the cap is lime's explanation
+    full = tfxai.get_attributer("lime", bb, **kw).attribute(image[None], [2], seeds=[5])
+    np.testing.assert_allclose(raw, full, atol=1e-6, rtol=0)
+    for patience, block in ((1, 10), (2, 20), (3, 10)):
+        att = tfxai.get_attributer("lime", bb, stop="topk_stable", block=block,
+                                   patience=patience, **kw)
+        att.attribute(image[None], [2], seeds=[5])
+        used = att.last_results[0].samples
+        assert (patience + 1) * block <= used <= 130
+        assert used % block == 0 or used == 130
+
+
+def _grid_segments(h=32, cells=4):
+    return (np.arange(h)[:, None] // (h // cells)) * cells + (np.arange(h)[None, :] // (h // cells))
+
+
+def _two_superpixel_model(segments, a, b):
+    """Softmax over [z, 0, 0] with z = 4·(mean of superpixel a + mean of b)/255 − 2: the
+    explained probability depends on those two superpixels only."""
+
+    def predict(imgs):
+        imgs = np.asarray(imgs, np.float64)
+        z = 4 * (imgs[:, segments == a].mean(axis=(1, 2)) + imgs[:, segments == b].mean(
+            axis=(1, 2))) / 255 - 2
+        e = np.exp(np.stack([z, np.zeros_like(z), np.zeros_like(z)], axis=1))
+        return e / e.sum(axis=1, keepdims=True)
+
+    return predict
+
+
+@pytest.mark.parametrize("sampling", ["lime", "paired"])
+def test_stop_finds_two_known_superpixels_with_fewer_samples(sampling):
+    seg = _grid_segments()
+    predict = _two_superpixel_model(seg, 5, 10)
+    image = np.clip(180 + np.random.default_rng(0).normal(0, 20, (32, 32, 3)), 0, 255)
+    for seed in range(5):
+        full = lime_explain(image, predict, 0, seed, num_samples=1000, segmenter=lambda _: seg)
+        assert full.top(2) == {5, 10} and full.samples == 1000
+        fast = lime_explain(image, predict, 0, seed, num_samples=1000,
+                            segmenter=lambda _: seg, sampling=sampling, stop="topk_stable",
+                            stop_k=2, block=10, patience=2)
+        assert fast.top(2) == {5, 10}
+        assert fast.samples <= 60, fast.samples  # ≥ 16× fewer model calls
+
+
+def test_sampling_params_validated_and_recorded(bb):
+    p = tfxai.get_attributer("lime", bb).method_params()
+    assert p["sampling"] == "lime" and p["stop"] == "none"
+    assert not {"stop_k", "block", "patience"} & set(p)
+    p = tfxai.get_attributer("lime", bb, sampling="paired", stop="topk_stable",
+                             block=40).method_params()
+    assert (p["sampling"], p["stop"], p["stop_k"], p["block"], p["patience"]) == (
+        "paired", "topk_stable", 5, 40, 2)
+    with pytest.raises(ValueError, match="sampling"):
+        tfxai.get_attributer("lime", bb, sampling="sobol")
+    with pytest.raises(ValueError, match="stop"):
+        tfxai.get_attributer("lime", bb, stop="converged")
+    with pytest.raises(ValueError, match="'patience' applies only to stop='topk_stable'"):
+        tfxai.get_attributer("lime", bb, patience=3)
+    with pytest.raises(ValueError, match="'block' must be even"):
+        tfxai.get_attributer("lime", bb, sampling="paired", stop="topk_stable", block=25)
+    with pytest.raises(ValueError, match="block"):
+        tfxai.get_attributer("lime", bb, stop="topk_stable", block=1)
+    with pytest.raises(ValueError, match="stop_k"):
+        tfxai.get_attributer("lime", bb, stop="topk_stable", stop_k=0)

@@ -12,6 +12,11 @@ SegmentationAlgorithm`), its random draws, its cosine distance and exponential k
 regression) — and replaces only the sample builder: masks × segments → images in one vectorised
 step, fed to the model in large batches. For the same seed the superpixel weights are those of
 ``LimeImageExplainer(random_state=seed).explain_instance(...)``.
+
+Fewer model calls (issue 18): ``sampling="paired"`` follows each of lime's random masks by its
+complement (antithetic coalitions), and ``stop="topk_stable"`` evaluates the masks in blocks and
+stops once the top-k superpixel set has not changed over successive blocks. Both keep lime's
+kernel and regression, and so its estimand; see :func:`lime_explain`.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from tfxai.attribution.base import Attributer, Param, above, register
 
-__all__ = ["Lime", "LimeResult", "lime_explain", "lime_kernel", "make_segmenter", "hide_image"]
+__all__ = ["Lime", "LimeResult", "lime_explain", "lime_kernel", "lime_rows", "make_segmenter",
+           "hide_image", "SAMPLINGS", "STOPS"]
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
 HIDE_COLORS = ("0", "mean", "blur")
+SAMPLINGS = ("lime", "paired")
+STOPS = ("none", "topk_stable")
 _NUM_FEATURES = 100000  # lime's default: keep every superpixel
 
 
@@ -94,7 +102,8 @@ class LimeResult:
     """One image's LIME explanation.
 
     ``weights[k]`` is the Ridge coefficient of superpixel ``k`` (``segments == k``); ``ranking``
-    lists the superpixels by decreasing |weight| (lime's ``local_exp`` order).
+    lists the superpixels by decreasing |weight| (lime's ``local_exp`` order); ``samples`` is the
+    number of perturbed images the model saw (forward passes, the unperturbed image included).
     """
 
     segments: np.ndarray
@@ -103,6 +112,11 @@ class LimeResult:
     intercept: float
     score: float
     local_pred: float
+    samples: int = 0
+
+    def top(self, k: int) -> frozenset[int]:
+        """The set of the ``k`` first superpixels of the ranking."""
+        return frozenset(int(j) for j in self.ranking[:k])
 
     def paint(self, top_k: int | None = None, positive_only: bool = False) -> np.ndarray:
         """(H, W) map painting each kept superpixel with its weight, the others 0.
@@ -140,6 +154,46 @@ def perturbed_images(
     return np.where(keep, image[None], fudged[None])
 
 
+def lime_rows(rs: np.random.RandomState, num_samples: int, n_features: int,
+              sampling: str = "lime") -> np.ndarray:
+    """The (num_samples, n_features) binary masks (1 = superpixel kept), row 0 all ones.
+
+    ``lime``: lime's draw, ``rs.randint(0, 2, num_samples·n).reshape(num_samples, n)`` with row 0
+    set to 1. ``paired``: lime's rows z_1, z_2, ... (the same draws, in the same order) each
+    followed by its complement 1 − z_i: ``[1, z_1, 1−z_1, z_2, 1−z_2, ...]`` cut at
+    ``num_samples`` rows. Every row still has lime's distribution (each superpixel kept with
+    probability ½ independently of the others), so lime's weighted regression estimates the same
+    weights; a pair's two rows are what a two-level foldover design pairs, which makes the
+    superpixel columns orthogonal to every even-order interaction of the unweighted design
+    [Box, Hunter & Hunter 2005, §6.7; antithetic pairs in KernelSHAP: Covert & Lee 2021,
+    "Improving KernelSHAP", AISTATS].
+    """
+    if sampling == "lime":
+        data = rs.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
+    elif sampling == "paired":
+        base = rs.randint(0, 2, (num_samples // 2 + 1) * n_features).reshape((-1, n_features))
+        data = np.empty((2 * (len(base) - 1) + 1, n_features), base.dtype)
+        data[1::2] = base[1:]
+        data[2::2] = 1 - base[1:]
+        data = data[:num_samples]
+    else:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    data[0, :] = 1
+    return data
+
+
+def _lime_fit(data: np.ndarray, labels: np.ndarray, target: int, kernel_width: float,
+              rs: np.random.RandomState) -> tuple[Any, ...]:
+    """lime's distances, kernel and ``explain_instance_with_data`` on the rows so far."""
+    distances = sklearn.metrics.pairwise_distances(
+        data, data[0].reshape(1, -1), metric="cosine"
+    ).ravel()
+    base = LimeBase(partial(lime_kernel, kernel_width=float(kernel_width)), random_state=rs)
+    return base.explain_instance_with_data(
+        data, labels, distances, int(target), _NUM_FEATURES, feature_selection="auto"
+    )
+
+
 def lime_explain(
     image: np.ndarray,
     predict_fn: Callable[[np.ndarray], np.ndarray],
@@ -153,10 +207,16 @@ def lime_explain(
     blur_sigma: float = 10.0,
     kernel_width: float = 0.25,
     chunk: int = 100,
+    sampling: str = "lime",
+    stop: str = "none",
+    stop_k: int = 5,
+    block: int = 50,
+    patience: int = 2,
 ) -> LimeResult:
-    """LIME for one image, identical to lime 0.2.0.1's ``explain_instance`` for the same seed.
+    """LIME for one image; by default identical to lime 0.2.0.1's ``explain_instance``.
 
-    Reproduces ``LimeImageExplainer(kernel_width, random_state=seed).explain_instance(image,
+    With ``sampling="lime"`` and ``stop="none"`` (the defaults) it reproduces
+    ``LimeImageExplainer(kernel_width, random_state=seed).explain_instance(image,
     predict_fn, labels=(target,), top_labels=None, hide_color=..., num_samples=...,
     segmentation_fn=segmenter)`` step by step:
 
@@ -170,6 +230,20 @@ def lime_explain(
        ``kernel_width``, and ``LimeBase.explain_instance_with_data`` with feature selection
        ``auto`` over all superpixels and lime's ``Ridge(alpha=1)``.
 
+    Fewer model calls for the same explanation (steps 1, 2 and 5 are unchanged):
+
+    * ``sampling="paired"``: step 3 becomes :func:`lime_rows` ``(..., "paired")``, lime's own
+      draws each followed by its complement (antithetic coalitions).
+    * ``stop="topk_stable"``: ``num_samples`` becomes the maximum. The rows are evaluated in
+      blocks of ``block``; after each block the regression is fitted on all rows so far, and the
+      run stops as soon as the set of the ``stop_k`` first superpixels of the ranking has been
+      the same at ``patience`` + 1 successive blocks (so at least ``(patience + 1)·block``
+      rows). The returned weights are the fit on the rows evaluated. With ``sampling="lime"``
+      the rows are lime's in lime's order, so a run that goes to ``num_samples`` gives lime's
+      weights.
+
+    The result is deterministic for a seed, whatever the batching (``chunk``).
+
     Args:
         image: (H, W, 3) float RGB in 0..255; ``predict_fn`` receives images in that range.
         predict_fn: (B, H, W, 3) → (B, classes) scores; lime is meant for probabilities.
@@ -178,6 +252,10 @@ def lime_explain(
         segmenter: a callable ``segments = segmenter(image01)``; default lime's
             :func:`make_segmenter` ``(segmentation)``.
     """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
     rs = np.random.RandomState(int(seed) % 2**32)
     seg_seed = rs.randint(0, high=1000)  # lime's draw when random_seed is None
     if segmenter is None:
@@ -186,24 +264,35 @@ def lime_explain(
     segments = _relabel(np.asarray(segmenter(image / 255.0)))
     fudged = hide_image(image, segments, hide_color, blur_sigma)
     n_features = int(np.unique(segments).shape[0])
-    data = rs.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
-    data[0, :] = 1
-    labels = np.concatenate([
-        np.asarray(predict_fn(perturbed_images(image, fudged, segments, data[i : i + chunk])))
-        for i in range(0, num_samples, chunk)
-    ])
-    distances = sklearn.metrics.pairwise_distances(
-        data, data[0].reshape(1, -1), metric="cosine"
-    ).ravel()
-    base = LimeBase(partial(lime_kernel, kernel_width=float(kernel_width)), random_state=rs)
-    intercept, exp, score, local_pred = base.explain_instance_with_data(
-        data, labels, distances, int(target), _NUM_FEATURES, feature_selection="auto"
-    )
+    data = lime_rows(rs, num_samples, n_features, sampling)
+
+    def predict(lo: int, hi: int) -> list[np.ndarray]:
+        return [np.asarray(predict_fn(perturbed_images(image, fudged, segments,
+                                                       data[i : min(i + chunk, hi)])))
+                for i in range(lo, hi, chunk)]
+
+    if stop == "none":
+        used = num_samples
+        labels = np.concatenate(predict(0, used))
+        fit = _lime_fit(data, labels, target, kernel_width, rs)
+    else:
+        parts: list[np.ndarray] = []
+        history: list[frozenset[int]] = []
+        used = 0
+        while used < num_samples:
+            end = min(used + block, num_samples)
+            parts += predict(used, end)
+            used = end
+            fit = _lime_fit(data[:used], np.concatenate(parts), target, kernel_width, rs)
+            history.append(frozenset(k for k, _ in fit[1][:stop_k]))
+            if len(history) > patience and len(set(history[-patience - 1 :])) == 1:
+                break
+    intercept, exp, score, local_pred = fit
     ranking = np.asarray([k for k, _ in exp], dtype=np.int64)
     weights = np.zeros(n_features, np.float64)
     weights[ranking] = [w for _, w in exp]
     return LimeResult(segments, weights, ranking, float(intercept), float(score),
-                      float(np.ravel(local_pred)[0]))
+                      float(np.ravel(local_pred)[0]), int(used))
 
 
 @register
@@ -219,6 +308,15 @@ class Lime(Attributer):
 
     ``hide_color``: ``0`` (black), ``mean`` (superpixel mean, lime's ``hide_color=None``) or
     ``blur`` (Gaussian blur, σ = ``blur_sigma`` px).
+
+    Fewer model calls (see :func:`lime_explain`): ``sampling="paired"`` (lime's masks each
+    followed by its complement) and ``stop="topk_stable"`` (``num_samples`` becomes the maximum;
+    stop once the ``stop_k`` first superpixels have been the same set over ``patience`` + 1
+    successive blocks of ``block`` samples). The defaults (``lime``, ``none``) are lime exactly.
+    ``stop_k``, ``block`` and ``patience`` are recorded only with ``stop="topk_stable"``.
+
+    After :meth:`attribute`, :attr:`last_results` holds each image's :class:`LimeResult`
+    (``samples``: the forward passes it used).
     """
 
     name = "lime"
@@ -247,9 +345,35 @@ class Lime(Attributer):
         "top_k": Param(None, int, "keep only the top-k superpixels (Gattas: 5)", nullable=True,
                        **above(0)),
         "positive_only": Param(False, bool, "keep only superpixels with positive weight"),
+        "sampling": Param("lime", str, "masks: lime (i.i.d., as lime) or paired (each mask and "
+                          "its complement)", choices=SAMPLINGS),
+        "stop": Param("none", str, "none, or topk_stable: stop when the top stop_k set is "
+                      "stable over patience+1 blocks (num_samples = the maximum)", choices=STOPS),
+        "stop_k": Param(5, int, "stop=topk_stable: size of the watched top set", **above(0)),
+        "block": Param(50, int, "stop=topk_stable: samples per block",
+                       check=lambda v: v >= 2, check_doc="must be >= 2"),
+        "patience": Param(2, int, "stop=topk_stable: successive unchanged blocks to stop",
+                          **above(0)),
         "model_batch_size": Param(50, int, "perturbed images per forward batch",
                                   **above(0), hashed=False),
     }
+    _STOP_PARAMS = ("stop_k", "block", "patience")
+
+    def __init__(self, backbone: Any, **params: Any) -> None:
+        if params.get("stop", "none") != "topk_stable":
+            given = [k for k in self._STOP_PARAMS if k in params]
+            if given:
+                raise ValueError(f"{self.name}: parameter {given[0]!r} applies only to "
+                                 f"stop='topk_stable', got stop={params.get('stop', 'none')!r}")
+        self.last_results: list[LimeResult] = []
+        super().__init__(backbone, **params)
+
+    def method_params(self) -> dict[str, Any]:
+        params = super().method_params()
+        if params["stop"] != "topk_stable":
+            for k in self._STOP_PARAMS:
+                params.pop(k)
+        return params
 
     def _setup(self) -> None:
         self.params["hide_color"] = str(self.params["hide_color"])
@@ -262,8 +386,9 @@ class Lime(Attributer):
                              "min_size": p["fz_min_size"]},
         }[p["segmentation"]]
         self._seg_params = seg_params
-        #: the :class:`LimeResult` of each image of the last ``attribute`` chunk
-        self.last_results: list[LimeResult] = []
+        if p["stop"] == "topk_stable" and p["sampling"] == "paired" and p["block"] % 2:
+            raise ValueError(f"{self.name}: parameter 'block' must be even with "
+                             f"sampling='paired' (pairs stay together), got {p['block']}")
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         return self.backbone.predict(images, batch_size=self.params["model_batch_size"])
@@ -277,11 +402,17 @@ class Lime(Attributer):
             image, self._predict, target, seed, num_samples=p["num_samples"],
             segmenter=segmenter, hide_color=p["hide_color"], blur_sigma=p["blur_sigma"],
             kernel_width=p["kernel_width"], chunk=max(p["model_batch_size"], 100),
+            sampling=p["sampling"], stop=p["stop"], stop_k=p["stop_k"], block=p["block"],
+            patience=p["patience"],
         )
+
+    def attribute(self, images: Any, targets: Any = None, seeds: Any = None) -> np.ndarray:
+        self.last_results = []
+        return super().attribute(images, targets, seeds)
 
     def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> np.ndarray:
         xs, ts = x.numpy(), targets.numpy()
-        self.last_results = [self.explain_one(xs[i], int(ts[i]), int(seeds[i]))
-                             for i in range(len(xs))]
+        results = [self.explain_one(xs[i], int(ts[i]), int(seeds[i])) for i in range(len(xs))]
+        self.last_results += results
         return np.stack([r.paint(self.params["top_k"], self.params["positive_only"])
-                         for r in self.last_results])
+                         for r in results])
