@@ -5,6 +5,12 @@ box each into a temporary folder, then runs, in a child process::
 
     tfxai evaluate --model efficientnetb0 --weights none --method gradcam --metric iou ...
 
+(``--method``, ``--metric`` and ``--param`` change the run; ``--model tiny`` saves a small
+Keras CNN (64×64 input, two conv blocks, 1000 logits) into the work folder and runs it as a custom
+model, so that a 2,000-image soak of the heavier metrics fits in half an hour on 2 CPU cores: a
+memory leak in the pipeline, in the metrics or in TensorFlow's per-call state does not depend on
+the size of the network.)
+
 and samples the child's resident set size (``VmRSS`` in ``/proc/<pid>/status``) while counting the
 images that have score rows in ``scores.csv``. The RSS is recorded when the count first reaches each
 multiple of ``--every`` (50) images, plus the peak (``VmHWM``). The run passes when the RSS growth
@@ -13,6 +19,8 @@ between image ``--from`` (100) and the last image (500) is below ``--max-growth`
 Usage::
 
     python benchmarks/soak.py [--images 500] [--every 50] [--batch-size 8] [--json out.json]
+    python benchmarks/soak.py --images 2000 --model tiny --metric ssim_augmentation,infidelity \
+        --max-growth 0.05          # issue 18 item 4
 
 On two shared CPU cores this takes several minutes (efficientnetb0 forward + backward per image).
 """
@@ -60,6 +68,23 @@ def make_images(folder: Path, n: int, size: int = 224, seed: int = 0) -> None:
             f"</object></annotation>")
 
 
+def tiny_model(path: Path) -> Path:
+    """A small seeded CNN saved as .keras (64×64×3 input in 0..255, 1000 logits)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((64, 64, 3))
+    x = L.Rescaling(1 / 255.0)(inp)
+    for filters in (16, 32):
+        x = L.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(64, 3, padding="same", activation="relu")(x)
+    out = L.Dense(1000)(L.GlobalAveragePooling2D()(x))
+    keras.Model(inp, out).save(path)
+    return path
+
+
 def _status_kb(pid: int, field: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -81,15 +106,22 @@ def _images_done(scores: Path) -> int:
     return len({row["image_id"] for row in csv.DictReader(io.StringIO(text))})
 
 
-def soak(n: int, every: int, batch_size: int, workdir: Path, model: str) -> dict:
+def soak(n: int, every: int, batch_size: int, workdir: Path, model: str,
+         method: str = "gradcam", metric: str = "iou", params: tuple[str, ...] = ()) -> dict:
     images, out = workdir / "images", workdir / "results"
     t0 = time.time()
     make_images(images, n)
     print(f"generated {n} images in {time.time() - t0:.1f}s", file=sys.stderr)
-    cmd = [sys.executable, "-m", "tfxai.cli.main", "evaluate", "--model", model,
-           "--weights", "none", "--method", "gradcam", "--metric", "iou", "--images", str(images),
+    if model == "tiny":
+        model_args = ["--model", str(tiny_model(workdir / "tiny.keras")), "--output", "logits"]
+    else:
+        model_args = ["--model", model, "--weights", "none"]
+    cmd = [sys.executable, "-m", "tfxai.cli.main", "evaluate", *model_args,
+           "--method", method, "--metric", metric, "--images", str(images),
            "--annotations", str(images), "--out", str(out), "--batch-size", str(batch_size),
            "--no-progress"]
+    for p in params:
+        cmd += ["--param", p]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     log = (workdir / "child.log").open("wb")
     child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -115,7 +147,7 @@ def soak(n: int, every: int, batch_size: int, workdir: Path, model: str) -> dict
     log.close()
     return {"returncode": code, "samples": samples, "peak_rss_mb": peak / 1024 if peak else None,
             "seconds": round(time.time() - start, 1), "images": n, "batch_size": batch_size,
-            "model": model}
+            "model": model, "method": method, "metric": metric, "params": list(params)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,14 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--from", dest="start", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--model", default="efficientnetb0")
+    ap.add_argument("--model", default="efficientnetb0",
+                    help="a registered model (random weights) or 'tiny' (see the module doc)")
+    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--metric", default="iou")
+    ap.add_argument("--param", action="append", default=[], help="NAME.PARAM=VALUE, repeatable")
     ap.add_argument("--max-growth", type=float, default=0.10)
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: temp)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tfxai-soak-") as tmp:
         work = args.workdir or Path(tmp)
-        res = soak(args.images, args.every, args.batch_size, work, args.model)
+        res = soak(args.images, args.every, args.batch_size, work, args.model, args.method,
+                   args.metric, tuple(args.param))
     by_n = {s["images"]: s["rss_mb"] for s in res["samples"]}
     first = by_n.get(args.start)
     last_n = max(by_n) if by_n else args.images
