@@ -70,10 +70,15 @@ def run_options(fn: Callable) -> Callable:
                      "a list file, or one image. Default: the six bundled sample images, "
                      "with their boxes."),
         click.option("--annotations", type=click.Path(), default=None,
-                     help="Folder of Pascal-VOC XML files (same stem as the images). "
-                     "Default: the XML file next to each image, where there is one."),
+                     help="Folder of Pascal-VOC XML files and/or segmentation mask PNGs "
+                     "(<stem>.xml, <stem>.png; non-zero = object). Default: the XML file and "
+                     "<stem>_mask.png next to each image, where there are."),
         click.option("--labels", type=click.Path(), default=None,
                      help="CSV with columns image,label (class index or synset)."),
+        click.option("--labels-from-name", default=None, metavar="PATTERN",
+                     help="Labels from the file names, e.g. 'sim_{synset}_' (placeholders "
+                     "{synset}, {index} or {label}; matched at the start of the stem). A CSV "
+                     "from --labels takes precedence."),
         click.option("--weights", default="imagenet", show_default=True,
                      help="imagenet | none (random, for tests) | path to a weights file."),
         click.option("--out", default="results", show_default=True, type=click.Path(),

@@ -9,12 +9,15 @@ Sources:
 
 Annotations: with an ``annotations`` folder, the VOC XML file ``<image_id>.xml`` or ``<stem>.xml``
 in it; without one, the VOC XML file next to the image with the same stem (``img.jpg`` →
-``img.xml``), as ImageNet's validation boxes and ``tfxai synth`` lay them out.
+``img.xml``), as ImageNet's validation boxes and ``tfxai synth`` lay them out. Segmentation masks
+(PNG, non-zero = object) are found the same way, next to or instead of the XML files
+(:mod:`tfxai.data.masks`); a mask file next to its image is not an image.
 
 Labels come, in that order of precedence, from a CSV ``image,label`` (label: class index or
-synset), the VOC XML annotation, or the folder name when it is a synset (``Sample.label`` holds the
-CSV or folder label and ``Sample.label_source`` where it came from; the XML is read when the image
-is loaded).
+synset), a file-name pattern (``name_pattern="sim_{synset}_"``, :mod:`tfxai.data.names`), the
+VOC XML annotation, or the folder name when it is a synset (``Sample.label`` holds the CSV, name
+or folder label and ``Sample.label_source`` where it came from; the XML is read when the image is
+loaded and overrides only a folder label).
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ import numpy as np
 from tfxai.data.annotations import Annotation, AnnotationError, parse_voc
 from tfxai.data.imagenet import parse_label, synset_to_index
 from tfxai.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image, resize_image
+from tfxai.data.masks import (
+    MaskError,
+    attach_mask,
+    find_mask,
+    load_mask,
+    mask_files,
+    transform_mask,
+)
+from tfxai.data.names import compile_name_pattern
 
 __all__ = ["Sample", "Batch", "DatasetError", "ImageSet", "discover", "load_batch", "iter_batches",
            "load_images", "shard", "image_seeds"]
@@ -49,9 +61,16 @@ class Sample:
     path: Path
     label: int | None = None
     annotation_path: Path | None = None
-    #: where ``label`` came from: "csv", "folder" or "" (the XML, read at load time, overrides a
-    #: folder label but not a CSV label)
+    #: where ``label`` came from: "csv", "name" (a file-name pattern), "folder" or "" (the XML,
+    #: read at load time, overrides a folder label but not a CSV or file-name label)
     label_source: str = ""
+    #: segmentation mask PNG (non-zero = object), or None
+    mask_path: Path | None = None
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """True when the image has VOC boxes or a segmentation mask."""
+        return self.annotation_path is not None or self.mask_path is not None
 
     @property
     def seed_key(self) -> int:
@@ -125,14 +144,17 @@ def discover(
     annotations: str | os.PathLike | None = None,
     labels_csv: str | os.PathLike | None = None,
     limit: int | None = None,
+    name_pattern: str | None = None,
 ) -> list[Sample]:
-    """List the images of a source, sorted by image id, with their label and annotation file.
+    """List the images of a source, sorted by image id, with their label, annotation and mask file.
 
-    ``annotations``: a folder of VOC XML files; when None, each image's XML file is looked for
-    next to it (same stem). ``labels_csv``: a CSV ``image,label`` (class index or synset).
+    ``annotations``: a folder of VOC XML files and/or mask PNGs; when None, each image's XML file
+    and mask are looked for next to it (same stem; :func:`tfxai.data.masks.find_mask`).
+    ``labels_csv``: a CSV ``image,label`` (class index or synset). ``name_pattern``: labels from
+    the file stems, e.g. ``sim_{synset}_`` (:mod:`tfxai.data.names`).
 
     Raises:
-        DatasetError: the source does not exist or holds no image.
+        DatasetError: the source does not exist or holds no image, or a bad CSV or name pattern.
     """
     root: Path | None = None
     if isinstance(source, (str, os.PathLike)):
@@ -142,6 +164,8 @@ def discover(
         if src.is_dir():
             root = src
             paths = sorted(p for p in src.rglob("*") if _is_image(p))
+            masks = mask_files(paths)
+            paths = [p for p in paths if p not in masks]
         elif src.suffix.lower() in IMAGE_EXTENSIONS:
             paths = [src]
         else:
@@ -156,18 +180,28 @@ def discover(
     if ann_dir is not None and not ann_dir.is_dir():
         raise DatasetError(f"annotations folder {str(ann_dir)!r} does not exist")
     csv_labels = _read_labels_csv(Path(labels_csv)) if labels_csv is not None else {}
+    try:
+        pattern = compile_name_pattern(name_pattern) if name_pattern else None
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     samples = []
     for p in paths:
         image_id = _image_id(p, root)
         ann = _find_annotation(p, image_id, ann_dir)
         label = csv_labels.get(image_id, csv_labels.get(p.stem))
         source = "csv" if label is not None else ""
-        if label is None and root is not None and p.parent != root:
+        if label is None and pattern is not None:
+            found = pattern.read(p.stem)
+            if found.matched:  # a synset outside ImageNet-1k matches without a label
+                label, source = found.label, "name"
+        if label is None and not source and root is not None and p.parent != root:
             label = synset_to_index(p.parent.name)
             source = "folder" if label is not None else ""
         samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann,
                               label_source=source))
     _make_ids_unique(samples, root)
+    for s in samples:  # after the ids are final: masks may be named by image id
+        s.mask_path = find_mask(s.path, s.image_id, ann_dir)
     samples.sort(key=lambda s: s.image_id)
     return samples[:limit] if limit is not None else samples
 
@@ -242,10 +276,21 @@ def _load_one(
             boxes = boxes[keep]
             if not len(boxes):
                 boxes = box_labels = None
-        if sample.label_source != "csv" and ann.label is not None:
+        if sample.label_source not in ("csv", "name") and ann.label is not None:
             label = ann.label
-    elif want_boxes:
+    elif want_boxes and sample.mask_path is None:
         notes.append("no annotation file")
+    if sample.mask_path is not None:
+        mask, mask_notes = transform_mask(load_mask(sample.mask_path), tr, img.shape[:2])
+        notes.extend(mask_notes)
+        if mask.any():
+            if boxes is None:
+                box_labels = None
+            boxes = attach_mask(boxes, mask)
+            if box_labels is None:  # boxes of the mask's components: the image's class, if known
+                box_labels = np.full(len(boxes), -1 if label is None else int(label), np.int64)
+        else:
+            notes.append("empty segmentation mask (after resizing)")
     return resized, boxes, box_labels, label, notes
 
 
@@ -257,7 +302,7 @@ def load_batch(
     for s in samples:
         try:
             img, b, bl, label, n = _load_one(s, size, resize, want_boxes=False)
-        except (ImageLoadError, AnnotationError) as exc:
+        except (ImageLoadError, AnnotationError, MaskError) as exc:
             errors.append((s, str(exc)))
             continue
         ok.append(s)
@@ -298,7 +343,8 @@ class ImageSet:
     #: (N,) int class indices, -1 when unknown (CSV, VOC XML or synset folder)
     labels: np.ndarray
     #: per image: (K, 4) float32 boxes ``xmin, ymin, xmax, ymax`` in resized pixel coordinates
-    #: (0-based, half-open), or None without an annotation
+    #: (0-based, half-open), or None without an annotation; an image with a segmentation mask has
+    #: a :class:`~tfxai.data.masks.GroundTruth` that also carries the mask (see :attr:`masks`)
     boxes: list[np.ndarray | None]
     #: per image: (K,) class index of each box (-1 for a name that is not an ImageNet synset)
     box_labels: list[np.ndarray | None]
@@ -313,6 +359,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def masks(self) -> list[np.ndarray | None]:
+        """Per image: the (H, W) boolean segmentation mask at the loaded size, or None."""
+        from tfxai.data.masks import mask_of
+
+        return [mask_of(b) for b in self.boxes]
+
 
 def load_images(
     source: str | os.PathLike | Sequence[str | os.PathLike],
@@ -322,11 +375,12 @@ def load_images(
     labels: str | os.PathLike | None = None,
     resize: str = "squash",
     limit: int | None = None,
+    labels_from_name: str | None = None,
 ) -> ImageSet:
     """Load images, ids, labels, boxes and seeds exactly as ``tfxai attribute``/``evaluate`` do.
 
-    The same discovery (sorted by image id; VOC XML from ``annotations`` or next to each image;
-    labels from the ``labels`` CSV, the XML or a synset folder), the same resize (``squash`` or
+    The same discovery (sorted by image id; VOC XML and mask PNGs from ``annotations`` or next to
+    each image; labels from the ``labels`` CSV, a file-name pattern, the XML or a synset folder), the same resize (``squash`` or
     ``crop``, boxes transformed with the image) and the same per-image seeds (from the image id),
     so ``att.attribute(s.images, targets, seeds=s.seeds)`` and ``metric.score(..., boxes=s.boxes,
     seeds=s.seeds)`` give the values of the CLI's ``scores.csv`` rows.
@@ -336,6 +390,7 @@ def load_images(
         size: ``(H, W)``, or a backbone (its ``input_size`` is used).
         annotations: a folder of VOC XML files (default: next to the images).
         labels: a CSV with columns ``image,label`` (class index or synset).
+        labels_from_name: a file-name pattern such as ``sim_{synset}_`` (:mod:`tfxai.data.names`).
         resize: ``squash`` (default) or ``crop``.
         limit: only the first N images (in image-id order, as ``--limit``).
 
@@ -351,7 +406,7 @@ def load_images(
         h, w = (int(v) for v in hw)
     except (TypeError, ValueError):
         raise ValueError(f"size must be (H, W) or a backbone, got {size!r}") from None
-    samples = discover(source, annotations, labels, limit=limit)
+    samples = discover(source, annotations, labels, limit=limit, name_pattern=labels_from_name)
     batch = load_batch(samples, (h, w), resize)
     errors = [(s.path, msg) for s, msg in batch.errors]
     if errors:

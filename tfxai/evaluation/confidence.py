@@ -37,20 +37,9 @@ from scipy import ndimage
 
 from tfxai.attribution.base import MAP_REDUCE, Param, above
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
-from tfxai.evaluation.localisation import degenerate_notes
+from tfxai.evaluation.localisation import degenerate_notes, top_region
 
 __all__ = ["ConfidenceIncrease", "ConfidenceDrop", "top_region", "occlude", "fill_values"]
-
-
-def top_region(maps: np.ndarray, percentile: float) -> np.ndarray:
-    """(N, H, W) bool: the round(percentile/100·H·W) highest pixels of each map (ties: raster order)."""
-    n = len(maps)
-    flat = np.asarray(maps, dtype=np.float64).reshape(n, -1)
-    count = int(round(percentile / 100.0 * flat.shape[1]))
-    order = np.argsort(-flat, axis=1, kind="stable")
-    region = np.zeros_like(flat, dtype=bool)
-    np.put_along_axis(region, order[:, :count], True, axis=1)
-    return region.reshape(maps.shape)
 
 
 def fill_values(images: np.ndarray, fill: str, blur_sigma: float) -> np.ndarray:

@@ -1,12 +1,14 @@
 """Localisation metrics: does the attribution map fall on the annotated object?
 
-Every metric here needs bounding boxes. The ground-truth mask M is built from them with
-:func:`tfxai.data.boxes_to_masks`:
+Every metric here needs ground truth: bounding boxes or a segmentation mask. The ground-truth mask
+M is:
 
-* ``mask="union"`` (default): all annotated boxes;
-* ``mask="target"``: only the boxes whose class label equals the image's target. An image with no
-  box of the target class gets NaN with the note ``no boxes of the target class`` (and
-  ``no box labels`` when its labels are missing).
+* ``mask="union"`` (default): the image's segmentation mask when it has one (a PNG beside the
+  image or in the annotations folder, :mod:`tfxai.data.masks`; it travels with the image's boxes),
+  else the union of all annotated boxes (:func:`tfxai.data.boxes_to_masks`);
+* ``mask="target"``: only the boxes whose class label equals the image's target (masks carry no
+  class). An image with no box of the target class gets NaN with the note ``no boxes of the
+  target class`` (and ``no box labels`` when its labels are missing).
 
 The map is ``ctx.maps(...)``: the attributer's default map post-processing (see
 :func:`tfxai.to_map`), or ``to_map``'s defaults (channel sum, signed, scaled by max |map|) when only
@@ -16,7 +18,10 @@ the absolute value; ``None`` keeps the default. Both are recorded in ``metric_pa
 Metrics (↑ = higher is better, all ↑):
 
 * :class:`IoU`, :class:`IoUStar`: Gattas's IOU and IOU* with the k·σ threshold on |map|
-  [Gattas 2020, "Evaluating Feature Attribution Methods", BEng thesis, Univ. of Queensland].
+  [Gattas 2020, "Evaluating Feature Attribution Methods", BEng thesis, Univ. of Queensland];
+  ``region="top"`` selects the top ``percentile`` % of the map instead (the explained region R of
+  the occlusion metrics, :mod:`tfxai.evaluation.confidence`), so the mean IOU is the mIoU of R
+  against M (the ImageNet50 study).
 * :class:`BoxIoU`: weakly supervised localisation box IoU of the largest connected component of
   the map thresholded at τ·max [Zhou et al. 2016, "Learning Deep Features for Discriminative
   Localization"; Choe et al. 2020, "Evaluating Weakly Supervised Object Localization Methods Right"].
@@ -41,6 +46,7 @@ from scipy import ndimage
 
 from tfxai.attribution.base import MAP_REDUCE, Param, at_least
 from tfxai.data.annotations import boxes_to_masks
+from tfxai.data.masks import mask_of
 from tfxai.evaluation.base import (
     EvalContext,
     Metric,
@@ -89,6 +95,14 @@ def ground_truth_masks(
     notes = [""] * n
     if mode == "union":
         masks = boxes_to_masks(boxes, size)
+        for i, b in enumerate(boxes):
+            seg = mask_of(b)
+            if seg is None:
+                continue
+            if seg.shape != tuple(size):
+                raise ValueError(f"segmentation mask of shape {seg.shape} does not match the "
+                                 f"map size {tuple(size)}")
+            masks[i] = seg
     else:
         if ctx.box_labels is None:
             raise MetricInputError(
@@ -197,18 +211,57 @@ def sigma_threshold(m: np.ndarray, k: float) -> np.ndarray:
     return np.where(a >= k * sigma, a, 0.0)
 
 
+def top_region(m: np.ndarray, percentile: float) -> np.ndarray:
+    """(N, H, W) bool: the round(percentile/100·H·W) highest map values of each image; ties go to
+    the first pixels in raster order (a stable sort), so the region has exactly that many pixels.
+    The explained region R of :mod:`tfxai.evaluation.confidence`."""
+    n = len(m)
+    flat = np.asarray(m, dtype=np.float64).reshape(n, -1)
+    count = int(round(percentile / 100.0 * flat.shape[1]))
+    order = np.argsort(-flat, axis=1, kind="stable")
+    region = np.zeros_like(flat, dtype=bool)
+    np.put_along_axis(region, order[:, :count], True, axis=1)
+    return region.reshape(np.shape(m))
+
+
 class _GattasIoU(_LocalisationMetric):
     params_spec: ClassVar[dict[str, Param]] = {
         "k": Param(0.5, float, "threshold multiplier: |map| < k·σ(|map|) is set to 0",
                    **at_least(0)),
+        "region": Param("sigma", str, "selected pixels: sigma (|map| ≥ k·σ, Gattas) or top (the "
+                        "top percentile % of the map, the occlusion metrics' region R)",
+                        choices=("sigma", "top")),
+        "percentile": Param(50.0, float, "region='top': the share of pixels selected, in %",
+                            check=lambda v: 0 < v < 100, check_doc="must be in (0, 100)"),
         "mask": _MASK_PARAM,
         **_MAP_PARAMS,
     }
 
-    def _parts(self, m: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = sigma_threshold(m, self.params["k"])
-        union = ((a > 0) | masks).sum(axis=_AXES)
-        return a, union
+    def metric_params(self) -> dict[str, Any]:
+        """The recorded parameters: ``region`` and ``percentile`` only with ``region="top"`` (they
+        came after results were written with the σ rule: those keep their parameters and resume),
+        ``k`` only with the σ rule."""
+        out = super().metric_params()
+        if out.get("region") == "sigma":
+            out.pop("region")
+            out.pop("percentile", None)
+        else:
+            out.pop("k", None)
+        return out
+
+    def _parts(self, m: np.ndarray, masks: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A' (|map| scaled to max 1 on the selected pixels, 0 elsewhere), |selected ∨ M| and the
+        selected pixels."""
+        if self.params["region"] == "top":
+            selected = top_region(m, self.params["percentile"])
+            a = np.abs(m)
+            a = np.where(selected, _safe_ratio(a, a.max(axis=_AXES, keepdims=True)), 0.0)
+        else:
+            a = sigma_threshold(m, self.params["k"])
+            selected = a > 0
+        union = (selected | masks).sum(axis=_AXES)
+        return a, union, selected
 
 
 @register_metric
@@ -219,14 +272,18 @@ class IoU(_GattasIoU):
     k·σ(|map|) set to 0 (σ: population standard deviation over the image's pixels; values equal to
     the threshold are kept). k = 0.5. All-zero map: A' is empty, IOU = 0. Constant map: σ = 0, every
     pixel is kept, IOU = |M| / (H·W). Both get a note.
+
+    ``region="top"``: the selected pixels are instead the top ``percentile`` % of the map
+    (exactly round(percentile/100·H·W) pixels, ties in raster order; k is then unused and not
+    recorded): IOU = |R ∧ M| / |R ∨ M|, the IoU of the occlusion metrics' explained region R.
     """
 
     name = "iou"
     summary = "|A'>0 ∧ M| / |A'>0 ∨ M|, A' = |map| below k·σ set to 0, k=0.5 [Gattas 2020]"
 
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
-        a, union = self._parts(m, masks)
-        inter = ((a > 0) & masks).sum(axis=_AXES)
+        _, union, selected = self._parts(m, masks)
+        inter = (selected & masks).sum(axis=_AXES)
         return MetricOutput(values={"": _safe_ratio(inter, union)})
 
 
@@ -248,7 +305,7 @@ class IoUStar(_GattasIoU):
     }
 
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
-        a, union = self._parts(m, masks)
+        a, union, _ = self._parts(m, masks)
         inside = (a * masks).sum(axis=_AXES)
         return MetricOutput(values={"": _safe_ratio(inside, union)})
 
