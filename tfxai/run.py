@@ -23,6 +23,12 @@ every score row (``evaluate``) the run would write. Only images with work left a
 predicted; a batch with none is skipped without touching the images or the model. An image that
 failed to load has no prediction row, so it alone is tried again (and its error recorded again).
 
+Input independence: the untimed warm-up call of each method (below) explains a *different* image
+(another image of the batch, else a mirrored copy) for the target of the first image it computes;
+when that map equals the first image's map, the method's attribution does not depend on the input
+(deconvnet on a network without max-pooling): a :class:`InputIndependenceWarning` is issued, the
+summary lists it and ``runs.jsonl`` records it (the report shows it). It costs no extra call.
+
 Executors: ``local`` (default) runs here; ``ray`` (``pip install .[ray]``) splits the images
 into deterministic shards that Ray actors — each holding its models loaded once — run with this
 same local pipeline into per-shard folders, merged atomically into the results folder
@@ -36,6 +42,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +59,8 @@ from tfxai.metadata import nan_reason
 from tfxai.models import Backbone, load_model
 from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
 
-__all__ = ["RunConfig", "RunSummary", "run_attribute", "run_evaluate", "ConfigError"]
+__all__ = ["RunConfig", "RunSummary", "run_attribute", "run_evaluate", "ConfigError",
+           "InputIndependenceWarning", "input_independent"]
 
 TARGET_MODES = ("predicted", "label")
 EXECUTORS = ("local", "ray")
@@ -60,6 +68,10 @@ EXECUTORS = ("local", "ray")
 
 class ConfigError(ValueError):
     """A usage error found before any work is done (exit code 2 in the CLI)."""
+
+
+class InputIndependenceWarning(UserWarning):
+    """A method gave identical maps for two different images explained for the same class."""
 
 
 @dataclass
@@ -72,6 +84,8 @@ class RunConfig:
     metrics: Sequence[str] = ()
     annotations: str | Path | None = None
     labels: str | Path | None = None
+    #: labels from the file names, e.g. ``sim_{synset}_`` (:mod:`tfxai.data.names`)
+    labels_from_name: str | None = None
     weights: str = "imagenet"
     out: str | Path = "results"
     target: str = "predicted"
@@ -139,6 +153,7 @@ class RunConfig:
             "models": list(self.models), "methods": list(self.methods),
             "metrics": list(self.metrics), "images": str(self.images),
             "annotations": str(self.annotations) if self.annotations else None,
+            "labels_from_name": self.labels_from_name,
             "weights": self.weights, "target": self.target, "resize": self.resize,
             "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed,
             "method_params": self.method_params, "metric_params": self.metric_params,
@@ -167,6 +182,8 @@ class RunSummary:
     interrupted: bool = False
     out: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: warnings issued by the run (input-independent methods); each is also a note
+    warnings: list[str] = field(default_factory=list)
     values: dict[tuple[str, str], int] = field(default_factory=dict)
     undefined: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -271,7 +288,8 @@ def _stage_setter(bar: Any, model: str) -> Stage:
 
 
 def _load_samples(cfg: RunConfig) -> list[Sample]:
-    samples = discover(cfg.images, cfg.annotations, cfg.labels, limit=None)
+    samples = discover(cfg.images, cfg.annotations, cfg.labels, limit=None,
+                       name_pattern=cfg.labels_from_name)
     if cfg.shard is not None:
         samples = shard(samples, *cfg.shard)
     return samples[: cfg.limit] if cfg.limit else samples
@@ -301,8 +319,9 @@ def _check_model_names(cfg: RunConfig) -> None:
 
 def _where_annotations(cfg: RunConfig, them: str = "it") -> str:
     if cfg.annotations is not None:
-        return f"in --annotations {cfg.annotations} (as <image id>.xml or <stem>.xml)"
-    return f"next to {them} (same stem, .xml)"
+        return (f"in --annotations {cfg.annotations} (as <image id>.xml or <stem>.xml, or a mask "
+                "<stem>.png)")
+    return f"next to {them} (same stem, .xml; or a mask <stem>_mask.png)"
 
 
 def _check_inputs(cfg: RunConfig, samples: list[Sample], metrics: dict[str, Metric]) -> list[str]:
@@ -315,13 +334,14 @@ def _check_inputs(cfg: RunConfig, samples: list[Sample], metrics: dict[str, Metr
     n = len(samples)
     boxed = sorted(name for name, m in metrics.items() if m.needs_boxes)
     if boxed:
-        missing = sum(1 for s in samples if s.annotation_path is None)
+        missing = sum(1 for s in samples if not s.has_ground_truth)
         if missing == n:
             raise ConfigError(
-                f"metric(s) {', '.join(boxed)} need bounding boxes, but none of the {n} images "
-                f"of {cfg.images} has a Pascal-VOC XML file {_where_annotations(cfg)}. Put "
-                "<image stem>.xml next to each image or pass --annotations DIR, or choose metrics "
-                "that need no boxes (tfxai metrics lists what each needs)"
+                f"metric(s) {', '.join(boxed)} need bounding boxes or segmentation masks, but none "
+                f"of the {n} images of {cfg.images} has a Pascal-VOC XML file or mask PNG "
+                f"{_where_annotations(cfg)}. Put <image stem>.xml next to each image or pass "
+                "--annotations DIR, or choose metrics that need no boxes (tfxai metrics lists "
+                "what each needs)"
             )
         if missing:
             notes.append(f"{missing} of {n} images have no annotation file "
@@ -502,11 +522,16 @@ def _attributions(
         summary.skipped += len(stored)
     if missing:
         mpos = np.array([p for p, _ in missing])
+        probe = None
         if att not in _WARM:  # the first call traces the method's tf.functions: not timed
+            # it explains another image for the first image's target: the input-independence probe
             r = int(prep.idx[mpos[0]])
-            att.attribute(prep.batch.images[r : r + 1], prep.targets[mpos[:1]],
-                          seeds=prep.seeds[r : r + 1])
+            other, how = _probe_image(prep, r)
+            x = prep.batch.images[r : r + 1] if other is None else other[None]
+            warm = att.attribute(x, prep.targets[mpos[:1]], seeds=prep.seeds[r : r + 1])
             _WARM.add(att)
+            if other is not None:
+                probe = (warm, how)
         parts, seconds = [], []
         for p in mpos:
             r = int(prep.idx[p])
@@ -515,6 +540,9 @@ def _attributions(
                                        seeds=prep.seeds[r : r + 1]))
             seconds.append(time.perf_counter() - t0)
         raw = np.concatenate(parts)
+        if probe is not None:
+            _check_input_dependence(bb, att, raw[:1], probe, ids[mpos[0]],
+                                    int(prep.targets[mpos[0]]), rd, summary)
         rd.store.put(bb.name, bb.weights, att.key, mp, [ids[p] for p in mpos], raw,
                      prep.targets[mpos], seconds=seconds, run_params=_store_params(cfg))
         for p, a, sec in zip(mpos, raw, seconds, strict=True):
@@ -529,6 +557,59 @@ def _attributions(
 
 #: attributers whose compiled functions are traced (see :func:`_attributions`)
 _WARM: weakref.WeakSet[Attributer] = weakref.WeakSet()
+
+
+def _probe_image(prep: _Prepared, r: int) -> tuple[np.ndarray | None, str]:
+    """An image different from batch row ``r`` (another image of the batch, else ``r`` mirrored
+    left-right or upside down) and how it was made; (None, "") when there is none (a constant
+    image alone in its batch)."""
+    images = prep.batch.images
+    for j in range(len(images)):
+        if j != r and not np.array_equal(images[j], images[r]):
+            return images[j], f"image {prep.batch.samples[j].image_id}"
+    for axis, name in ((1, "mirrored left-right"), (0, "flipped upside down")):
+        flipped = np.flip(images[r], axis=axis)
+        if not np.array_equal(flipped, images[r]):
+            return np.ascontiguousarray(flipped), f"image {prep.batch.samples[r].image_id} {name}"
+    return None, ""
+
+
+#: maps (scaled to max |map| = 1) that differ by at most this everywhere are identical
+INDEPENDENCE_ATOL = 1e-4
+
+
+def input_independent(att: Attributer, raw_a: np.ndarray, raw_b: np.ndarray,
+                      atol: float = INDEPENDENCE_ATOL) -> bool:
+    """True when the maps of two raw attributions (each (1, H, W[, C])) are identical: equal to
+    ``atol`` after each is scaled to max |map| = 1 (the method's map convention otherwise)."""
+    maps = [np.asarray(att.to_map(np.asarray(a), scale="max"), np.float64) for a in (raw_a, raw_b)]
+    if maps[0].shape != maps[1].shape or not all(np.isfinite(m).all() for m in maps):
+        return False
+    return bool(np.max(np.abs(maps[0] - maps[1]), initial=0.0) <= atol)
+
+
+def _check_input_dependence(bb: Backbone, att: Attributer, raw: np.ndarray,
+                            probe: tuple[np.ndarray, str], image_id: str, target: int,
+                            rd: ResultsDir, summary: RunSummary) -> None:
+    """Warn (and record in runs.jsonl) when the probe's map equals the first image's map."""
+    other, how = probe
+    if not input_independent(att, raw, other):
+        return
+    zero = not np.any(np.asarray(raw))
+    message = (
+        f"{att.key} on {bb.name}: the attribution does not depend on the input: image {image_id} "
+        f"and {how}, both explained for class {target}, give identical maps"
+        + (" (both all-zero)" if zero else "")
+        + ". Its scores describe the method and the model, not the image (e.g. deconvnet on a "
+        "network without max-pooling has no input-dependent switch)."
+    )
+    warnings.warn(message, InputIndependenceWarning, stacklevel=2)
+    summary.warnings.append(message)
+    summary.notes.append(message)
+    rd.log_run({"command": "warning", "warning": "input_independent", "model": bb.name,
+                "weights": bb.weights, "method": att.key,
+                "method_params": att.method_params_json(), "image_id": image_id,
+                "probe": how, "target": target, "all_zero": zero, "message": message})
 
 
 def _store_params(cfg: RunConfig) -> dict[str, Any]:
@@ -552,7 +633,7 @@ def _chunks(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
 def _known_label(sample: Sample, row_label: int) -> int:
     """The label loading ``sample`` would give, without loading it: its own label unless an
     annotation file may override it, then the label written with its prediction."""
-    if sample.annotation_path is None or sample.label_source == "csv":
+    if sample.annotation_path is None or sample.label_source in ("csv", "name"):
         return -1 if sample.label is None else int(sample.label)
     return row_label
 

@@ -2,7 +2,9 @@
 
 The ``ssim_augmentation`` metric has one ``variant`` per augmentation. Variants named ``rotate_<angle>`` are
 *rotations*; every other variant (``boost_chromaticity``, ``freaky_details``, ``normalize_local``,
-``mighty_details``, ``sharpen``, ...) is a *filter*. The ``all`` group pools every variant. Statistics are
+``mighty_details``, ``sharpen``, ...) is a *filter*. The ``all`` group pools every variant (of one
+setting: when the metric was computed with several parameter sets, e.g. two map conventions, the
+tables gain a ``metric`` column naming each, :mod:`tfxai.analysis.settings`). Statistics are
 those of :func:`tfxai.analysis.summary.describe` (sample std, ddof=1) over image × variant rows; with
 ``ci`` the bootstrap interval resamples images, each with all its variants of the group.
 """
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from .settings import base_name
 from .summary import CI_COLUMNS, STAT_COLUMNS, Bootstrap, describe_rows, summarise
 
 SSIM_METRIC = "ssim_augmentation"
@@ -25,10 +28,15 @@ def augmentation_group(variant: str) -> str:
 
 
 def ssim_rows(scores: pd.DataFrame, metric: str = SSIM_METRIC) -> pd.DataFrame:
-    """The rows of ``metric`` with an ``augmentation_group`` column."""
-    rows = scores[scores["metric"] == metric].copy()
+    """The rows of ``metric`` (any of its settings) with an ``augmentation_group`` column."""
+    rows = scores[scores["metric"].map(base_name) == metric].copy()
     rows["augmentation_group"] = [augmentation_group(v) for v in rows["variant"]]
     return rows
+
+
+def _with_setting(rows: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """``by``, led by ``metric`` when the rows hold several settings of the metric."""
+    return ["metric", *by] if rows["metric"].nunique() > 1 and "metric" not in by else list(by)
 
 
 def ssim_groups(
@@ -40,6 +48,7 @@ def ssim_groups(
     """Mean/std/count per ``by`` × (rotations, filters, all) for ``metric``; empty when it is absent.
     With ``ci``, also the bootstrap interval over images (:data:`CI_COLUMNS`)."""
     rows = ssim_rows(scores, metric)
+    by = _with_setting(rows, by) if not rows.empty else list(by)
     columns = [*by, "augmentation_group", *STAT_COLUMNS, *(CI_COLUMNS if ci is not None else ())]
     if rows.empty:
         return pd.DataFrame(columns=columns)
@@ -74,7 +83,11 @@ def ssim_per_augmentation(
     rows = ssim_rows(scores, metric)
     if rows.empty:
         return pd.DataFrame(columns=[*by, "variant", "augmentation_group", *STAT_COLUMNS])
-    table = summarise(rows, by=by, ci=ci).drop(columns="metric")
+    several = rows["metric"].nunique() > 1
+    table = summarise(rows, by=by, ci=ci)
+    if not several:
+        table = table.drop(columns="metric")
     table = table.drop(columns=[c for c in ("direction", "comparable") if c in table.columns])
-    table.insert(1, "augmentation_group", [augmentation_group(v) for v in table["variant"]])
+    table.insert(list(table.columns).index("variant") + 1, "augmentation_group",
+                 [augmentation_group(v) for v in table["variant"]])
     return table

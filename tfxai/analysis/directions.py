@@ -78,7 +78,9 @@ def split_suffix(metric: str) -> tuple[str, str]:
 
 def table_direction(metric: str, variant: str = "") -> str | None:
     """Direction from :mod:`tfxai.metadata`, or ``None`` when the metric is unknown."""
-    base, suffix = split_suffix(metric)
+    from .settings import base_name
+
+    base, suffix = split_suffix(base_name(metric))
     return metadata.direction(base, variant or suffix or "")
 
 

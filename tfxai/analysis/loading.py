@@ -5,11 +5,14 @@ A results folder is what ``tfxai attribute`` / ``tfxai evaluate`` write (see DES
 - ``scores.csv``: one row per image × model × method × metric × variant;
 - ``predictions.csv``: one row per image × model;
 - optionally ``curves.csv`` (points of curve metrics), ``roar.csv`` (method, fraction, seed, accuracy), ``models.csv`` (model, accuracy, ...),
-  ``runs.jsonl`` (one JSON line per command run: its parameters and versions) and an attribution store
-  (the ``attributions/`` folder of :class:`tfxai.results.AttributionStore`, or a single ``*.h5`` file).
+  ``runs.jsonl`` (one JSON line per command run: its parameters and versions), ``study.csv`` and
+  ``study.json`` (written by ``tfxai study``: the published cells next to ours, and the protocol) and an
+  attribution store (the ``attributions/`` folder of :class:`tfxai.results.AttributionStore`, or a
+  single ``*.h5`` file).
 
-A folder needs at least one of ``scores.csv`` and ``predictions.csv``; otherwise :class:`ResultsError`
-names the folder. The ``models.csv`` that ``tfxai finetune`` writes next to its model files is also
+A folder needs at least one of ``scores.csv``, ``predictions.csv``, ``roar.csv``, ``models.csv`` and
+``study.csv`` (a ``tfxai roar`` or ``tfxai finetune`` output folder is a results folder); otherwise
+:class:`ResultsError` names the folder. The ``models.csv`` that ``tfxai finetune`` writes next to its model files is also
 read when the results name those files (their ``weights`` column holds the files' paths), so it need
 not be copied into the results folder; a ``models.csv`` inside a results folder takes precedence. Several folders are concatenated; a ``run`` column records where each row came from.
 """
@@ -29,6 +32,8 @@ PREDICTIONS_FILE = "predictions.csv"
 ROAR_FILE = "roar.csv"
 MODELS_FILE = "models.csv"
 CURVES_FILE = "curves.csv"
+STUDY_FILE = "study.csv"
+STUDY_JSON = "study.json"
 STORE_DIR = "attributions"
 RUNS_FILE = "runs.jsonl"
 
@@ -40,6 +45,10 @@ PREDICTIONS_REQUIRED = ("image_id", "model")
 CURVES_REQUIRED = ("model", "method", "metric", "x", "y")
 #: Columns ``roar.csv`` must have.
 ROAR_REQUIRED = ("method", "fraction", "seed", "accuracy")
+#: Columns ``study.csv`` must have (``tfxai study``).
+STUDY_REQUIRED = ("study", "table", "row", "column", "ours", "published", "model")
+#: Files that make a folder a results folder.
+RESULT_FILES = (SCORES_FILE, PREDICTIONS_FILE, ROAR_FILE, MODELS_FILE, STUDY_FILE)
 
 #: Text columns that must never be read as numbers or NaN.
 _TEXT_COLUMNS = {
@@ -53,6 +62,11 @@ _TEXT_COLUMNS = {
     "variant": str,
     "note": str,
     "architecture": str,
+    "study": str,
+    "table": str,
+    "row": str,
+    "column": str,
+    "published": str,
 }
 
 
@@ -70,6 +84,8 @@ class Results:
         roar: the concatenated ``roar.csv`` rows, or ``None``.
         curves: the concatenated ``curves.csv`` rows (curve metrics), or ``None``.
         models: the concatenated ``models.csv`` rows, or ``None``.
+        study: the concatenated ``study.csv`` rows (``tfxai study``), or ``None``.
+        studies: the ``study.json`` records (protocol, data chosen, times), one per folder with one.
         dirs: the folders read, in the order given.
         store_paths: attribution stores (``attributions/`` folders, ``*.h5`` files) in those folders.
         runs: the ``runs.jsonl`` records (each with a ``run`` key naming its folder).
@@ -80,6 +96,8 @@ class Results:
     roar: pd.DataFrame | None = None
     curves: pd.DataFrame | None = None
     models: pd.DataFrame | None = None
+    study: pd.DataFrame | None = None
+    studies: list[dict[str, object]] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)
     store_paths: list[Path] = field(default_factory=list)
     runs: list[dict[str, object]] = field(default_factory=list)
@@ -146,12 +164,13 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
     """Read and concatenate the results folders ``dirs``.
 
     Raises:
-        ResultsError: a folder does not exist, has neither ``scores.csv`` nor ``predictions.csv``, or one
-            of its CSVs lacks a required column. The message names the path.
+        ResultsError: a folder does not exist, has none of the result files (:data:`RESULT_FILES`),
+            or one of its CSVs lacks a required column. The message names the path.
     """
     if not dirs:
         raise ResultsError("no results folder given")
-    scores, predictions, roars, models, curves = [], [], [], [], []
+    scores, predictions, roars, models, curves, studies = [], [], [], [], [], []
+    study_records: list[dict[str, object]] = []
     paths: list[Path] = []
     stores: list[Path] = []
     runs: list[dict[str, object]] = []
@@ -166,17 +185,19 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
             (ROAR_FILE, ROAR_REQUIRED, roars),
             (MODELS_FILE, ("model",), models),
             (CURVES_FILE, CURVES_REQUIRED, curves),
+            (STUDY_FILE, STUDY_REQUIRED, studies),
         ):
             path = folder / name
             if path.is_file():
                 frame = read_csv(path, required)
                 frame["run"] = str(folder)
                 bucket.append(frame)
-                found = found or name in (SCORES_FILE, PREDICTIONS_FILE)
+                found = found or name in RESULT_FILES
         if not found:
             raise ResultsError(
-                f"{folder}: not a results folder (neither {SCORES_FILE} nor {PREDICTIONS_FILE} found)"
+                f"{folder}: not a results folder (none of {', '.join(RESULT_FILES)} found)"
             )
+        study_records.extend(read_study_json(folder / STUDY_JSON, str(folder)))
         paths.append(folder)
         runs.extend(read_runs(folder / RUNS_FILE, str(folder)))
         if (folder / STORE_DIR).is_dir():
@@ -190,6 +211,8 @@ def load_results(dirs: Sequence[str | Path]) -> Results:
         roar=_concat(roars, ROAR_REQUIRED) if roars else None,
         models=_concat(models, ("model",)) if models else None,
         curves=_concat(curves, CURVES_REQUIRED) if curves else None,
+        study=_concat(studies, STUDY_REQUIRED) if studies else None,
+        studies=study_records,
         dirs=paths,
         store_paths=stores,
         runs=runs,
@@ -221,6 +244,18 @@ def _sibling_models_csv(frames: Sequence[pd.DataFrame], folders: set[Path]) -> l
         frame["run"] = str(path.parent)
         out.append(frame)
     return out
+
+
+def read_study_json(path: Path, run: str) -> list[dict[str, object]]:
+    """The ``study.json`` record of a folder (``tfxai study``), tagged with ``run``; [] when absent
+    or unreadable."""
+    if not path.is_file():
+        return []
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    return [{"run": run, **record}] if isinstance(record, dict) else []
 
 
 def read_runs(path: Path, run: str) -> list[dict[str, object]]:

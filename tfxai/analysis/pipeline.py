@@ -16,14 +16,17 @@
 - ``model_info.csv``: model ids, architectures, accuracies and where they came from;
 - ``reliability.csv``: the reliability test (see :mod:`tfxai.analysis.reliability`);
 - ``roar_summary.csv`` when a ``roar.csv`` was found, ``curves_summary.csv`` when a ``curves.csv`` was;
-- ``plots/*.png`` and ``report.html``.
+- ``plots/*.png`` and ``report.html``; with a ``study.csv`` (``tfxai study``) the report opens with the
+  study's published tables next to ours and which findings hold (:mod:`tfxai.analysis.study`).
+
+A method or metric computed with several parameter sets is never pooled: each set is its own row,
+labelled with the differing parameters (:mod:`tfxai.analysis.settings`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +42,8 @@ from . import (
     report,
     roar,
     runinfo,
+    settings,
+    study,
     summary,
     undefined,
 )
@@ -106,10 +111,18 @@ def prepare(results: Results, options: AnalysisOptions) -> tuple[pd.DataFrame, p
     return scores, models
 
 
+def with_settings(results: Results) -> tuple[Results, list[str]]:
+    """``results`` with methods and metrics labelled by parameter set (never pooled), and the notes
+    saying which were split (:func:`tfxai.analysis.settings.label_settings`)."""
+    scores, (curves,), notes = settings.label_settings(results.scores, results.curves)
+    return replace(results, scores=scores, curves=curves), notes
+
+
 def compute_tables(
     results: Results, options: AnalysisOptions
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Every table of the analysis, keyed by output file stem, and the notes to show."""
+    results, setting_notes = with_settings(results)
     scores, models = prepare(results, options)
     by = list(options.by)
     band_by = list(dict.fromkeys([*by, "band"]))
@@ -128,7 +141,7 @@ def compute_tables(
             scores, models, options.min_pair_share, options.min_w
         ),
     })  # fmt: skip
-    if (scores["metric"] == augmentation.SSIM_METRIC).any():
+    if (scores["metric"].map(settings.base_name) == augmentation.SSIM_METRIC).any():
         tables["ssim_augmentation_groups"] = augmentation.ssim_groups(scores, ci=ci)
         tables["ssim_augmentation_variants"] = augmentation.ssim_per_augmentation(scores, ci=ci)
     if results.roar is not None:
@@ -138,30 +151,7 @@ def compute_tables(
             add_model_id(results.curves, _model_ids(results))
         )
     tables["_scores"] = scores
-    return tables, _notes(results, scores, models, options, tables)
-
-
-def _mixed_parameters(scores: pd.DataFrame) -> list[str]:
-    """Notes for metrics computed with several parameter sets, which the summary pools."""
-    from tfxai import metadata
-
-    notes = []
-    if "metric_params" not in scores.columns:
-        return notes
-    ignored = ("seed", "data_range")
-    for metric, frame in scores.groupby("metric", sort=True):
-        sets = set()
-        for text in frame["metric_params"].dropna().astype(str).unique():
-            found = metadata.parse_params(text)
-            if found is not None:
-                sets.add(json.dumps({k: v for k, v in found.items() if k not in ignored},
-                                    sort_keys=True))  # fmt: skip
-        if len(sets) > 1:
-            notes.append(
-                f"{metric} was computed with {len(sets)} different parameter sets, which the summary "
-                "pools: analyse those results separately (see 'Metric parameters')."
-            )
-    return notes
+    return tables, _notes(results, scores, models, options, tables, setting_notes)
 
 
 def _notes(
@@ -170,13 +160,20 @@ def _notes(
     models: pd.DataFrame,
     options: AnalysisOptions,
     tables: Mapping[str, pd.DataFrame] | None = None,
+    setting_notes: Sequence[str] = (),
 ) -> list[str]:
-    """Assumptions and gaps worth telling the reader: undefined values first (loud), values outside
-    a metric's range, pooled parameter sets, unknown directions and accuracies."""
-    notes = []
+    """Assumptions and gaps worth telling the reader: input-independent methods and undefined values
+    first (loud), values outside a metric's range, split parameter sets, unknown directions and
+    accuracies."""
+    notes = list(runinfo.independence_notes(results.runs))
     if results.scores.empty:
+        found = [name for name, frame in (("roar.csv", results.roar), ("models.csv", results.models),
+                                          ("study.csv", results.study))
+                 if frame is not None and not frame.empty]
         notes.append(
-            "No score rows (scores.csv missing or empty): only the model table is written."
+            "No score rows (scores.csv missing or empty)"
+            + (f": the report shows {', '.join(found)}." if found else
+               ": only the model table is written.")
         )
     notes.extend(f"Undefined values: {line}" for line in undefined.undefined_lines(scores))
     table = (tables or {}).get("summary")
@@ -188,7 +185,7 @@ def _notes(
                     f"{metric}: {outside} value(s) lie outside its range "
                     f"{ranking.range_text(metric)}; nothing was clipped: check the metric's inputs."
                 )
-    notes.extend(_mixed_parameters(scores))
+    notes.extend(setting_notes)
     for metric, variant in scores[["metric", "variant"]].drop_duplicates().itertuples(index=False):
         direction = metric_direction(metric, variant, scores)
         if direction.assumed:
@@ -366,6 +363,7 @@ def build_report(
 ) -> Path:
     """Write ``out/report.html``: results first, then run parameters and versions."""
     sections = [
+        *study.study_sections(results.study, results.studies),
         _summary_section(tables, drawn, options),
         _undefined_section(tables),
         _reliability_section(tables, drawn, options),
@@ -507,7 +505,7 @@ def _run_section(
     return report.Section("Run parameters and versions", [
         report.table_block(runinfo.runs_table(scores, results.predictions), "Results folders"),
         report.table_block(tables["model_info"], "Models"),
-        *_commands_blocks(results.runs),
+        *_commands_blocks([r for r in results.runs if r.get("command") != "warning"]),
         report.table_block(runinfo.parameters_table(scores, "method"), "Method parameters"),
         report.table_block(runinfo.parameters_table(scores, "metric"), "Metric parameters"),
         report.kv_table(_option_values(options, results), "Analysis options"),

@@ -44,6 +44,7 @@ from .gallery import (
 )
 from .modelinfo import natural_key
 from .roar import RANDOM_METHOD
+from .settings import base_name
 
 DPI = 100
 _COLORS = (
@@ -93,7 +94,7 @@ def no_data(axes, text: str = "no data") -> None:
 
 def _range_limits(metric: str, low: np.ndarray, high: np.ndarray) -> tuple[float, float] | None:
     """y limits showing the metric's range where it is bounded, and the data otherwise."""
-    lo, hi = metadata.value_range(metric)
+    lo, hi = metadata.value_range(base_name(metric))
     data = np.concatenate([low[np.isfinite(low)], high[np.isfinite(high)]])
     if not data.size:
         return None
@@ -180,7 +181,7 @@ def bar_chart(
         if limits is not None:
             axes.set_ylim(*limits)
         outside = int(panel["out_of_range"].sum()) if "out_of_range" in panel.columns else 0
-        span = metadata.value_range(metric)
+        span = metadata.value_range(base_name(metric))
         if outside:
             title += f"\n{outside} value(s) outside [{span[0]:g}, {span[1]:g}] (not clipped)"
         if variant in comparable:

@@ -132,7 +132,9 @@ def _merge_variants(names: list[str]) -> list[str]:
 
 def range_text(metric: str) -> str:
     """``[0, 1]``-style text of the metric's range ("" when unbounded or unknown)."""
-    low, high = metadata.value_range(metric)
+    from .settings import base_name
+
+    low, high = metadata.value_range(base_name(metric))
     if np.isinf(low) and np.isinf(high):
         return ""
     fmt = lambda v: "∞" if np.isinf(v) else f"{v:g}"  # noqa: E731

@@ -174,7 +174,7 @@ def verdict_table_block(frame: pd.DataFrame) -> str:
 
 
 #: Notes starting with one of these are shown in red (:func:`loud_block`).
-LOUD_PREFIXES = ("Undefined values:",)
+LOUD_PREFIXES = ("Undefined values:", "Input-independent attribution:")
 
 
 def notes_block(notes: Sequence[str]) -> str:

@@ -94,3 +94,19 @@ def commands_table(records: list[dict[str, object]]) -> pd.DataFrame:
     ]  # fmt: skip
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return pd.DataFrame(rows, columns=columns)
+
+
+#: the note of an input-independent method starts with this (the report shows it in red)
+INDEPENDENCE_PREFIX = "Input-independent attribution:"
+
+
+def independence_notes(records: list[dict[str, object]]) -> list[str]:
+    """One note per (model, method) that a run found input-independent: ``runs.jsonl`` records
+    ``{"command": "warning", "warning": "input_independent", ...}`` (:mod:`tfxai.run`)."""
+    seen: dict[tuple[str, str], str] = {}
+    for record in records:
+        if record.get("command") != "warning" or record.get("warning") != "input_independent":
+            continue
+        key = (str(record.get("model", "")), str(record.get("method", "")))
+        seen.setdefault(key, str(record.get("message", "")))
+    return [f"{INDEPENDENCE_PREFIX} {message}" for _, message in sorted(seen.items())]

@@ -215,7 +215,9 @@ def describe_rows(
     from tfxai import metadata
 
     images = frame["image_id"] if "image_id" in frame.columns else None
-    span = metadata.value_range(metric) if metric is not None else None
+    from .settings import base_name
+
+    span = metadata.value_range(base_name(metric)) if metric is not None else None
     return describe(frame[column], images, ci, span)
 
 
@@ -229,7 +231,9 @@ def group_comparability(frame: pd.DataFrame, metric: str, variant: str) -> tuple
 
     raw = frame["metric_params"] if "metric_params" in frame.columns else pd.Series([None])
     texts = sorted({None if pd.isna(v) else str(v) for v in raw}, key=str)
-    found = [metadata.comparability(metric, t, variant) for t in texts or [None]]
+    from .settings import base_name
+
+    found = [metadata.comparability(base_name(metric), t, variant) for t in texts or [None]]
     bad = [f for f in found if not f.comparable]
     if bad:
         return False, bad[0].reason

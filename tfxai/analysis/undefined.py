@@ -5,10 +5,13 @@ A metric writes NaN where it is undefined for an image and says why in the ``not
 that differ only by a measured number are one reason: :func:`reason` drops ``= <number>`` parts and
 turns ``head: tail`` into ``head (tail)``, so that note becomes ``gated out (|ΔP| ≥ 0.05)``. Notes on
 defined values (e.g. ``K tied maxima``) are not counted here. A NaN without a note is counted as
-``no reason recorded``.
+``no reason recorded``. The dataset facts a run appends to the note as JSON (``; {"data_range": 0.71}``,
+SSIM's data range L) are not part of the reason.
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -16,8 +19,16 @@ from tfxai.metadata import nan_reason
 
 COLUMNS = ["metric", "variant", "rows", "undefined", "share", "reasons"]
 
-#: the reason of a note, without its measured numbers (one rule for the run and the report)
-reason = nan_reason
+#: the JSON of recorded dataset facts that ``tfxai.run`` appends to a note
+_RECORDED = re.compile(r";?\s*\{.*\}\s*$")
+
+
+def reason(note: object) -> str:
+    """The reason of a note, without its measured numbers and its recorded facts (one rule for the
+    run and the report: :func:`tfxai.metadata.nan_reason`)."""
+    if isinstance(note, str):
+        note = _RECORDED.sub("", note)
+    return nan_reason(note)
 
 
 def reasons_text(notes: pd.Series) -> str:
