@@ -210,8 +210,12 @@ def test_gradient_shap_background_folder_and_errors(tmp_path):
     assert att.method_params()["background"] == str(folder.resolve())
     arr = tfxai.get_attributer("gradient_shap", bb, background=bg)
     assert arr.method_params()["background"].startswith("array[3, 16, 16, 3]:")
-    with pytest.raises(ValueError, match="background"):
-        tfxai.get_attributer("gradient_shap", bb)
+    default = tfxai.get_attributer("gradient_shap", bb)  # synthetic colour fields, as shap's
+    assert default.background.shape == (10, 16, 16, 3)
+    assert default.method_params()["background"] == "synthetic"
+    assert default.method_params()["background_size"] == 10
+    np.testing.assert_array_equal(default.background,
+                                  tfxai.get_attributer("gradient_shap", bb).background)
     with pytest.raises(ValueError, match="does not exist"):
         tfxai.get_attributer("gradient_shap", bb, background=str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()

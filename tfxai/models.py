@@ -333,6 +333,11 @@ class Backbone:
     _layer_models: dict[str, keras.Model] = field(init=False, default_factory=dict)
     _logits_fn: Any = field(init=False, default=None)
 
+    def __repr__(self) -> str:
+        # short: TensorFlow's retracing warning prints the bound method's owner
+        return (f"Backbone(name={self.name!r}, weights={self.weights!r}, "
+                f"input_size={tuple(self.input_size)}, last_conv_layer={self.last_conv_layer!r})")
+
     def __post_init__(self) -> None:
         self.graph, logits = logits_graph(self.keras_model, self.input_shape, self.output)
         self.logit_model = self.graph.model(logits, name=f"{self.keras_model.name}_logits")

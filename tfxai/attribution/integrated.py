@@ -455,6 +455,11 @@ def load_background(value: Any, size: tuple[int, int], limit: int | None = None,
     return arr.astype(np.float32)
 
 
+#: synthetic background images of :class:`GradientShap` by default (× 5 samples = 50 gradients,
+#: IG's default count)
+SYNTHETIC_BACKGROUND_SIZE = 10
+
+
 @register
 class GradientShap(_SeededGradientMethod):
     """Expected gradients / gradient SHAP [Erion et al. 2021; Lundberg & Lee 2017].
@@ -465,9 +470,12 @@ class GradientShap(_SeededGradientMethod):
     ``local_smoothing``. Every draw comes from the per-image seed. In expectation
     ``Σ attribution = F(x) − E_b F(b)``.
 
-    ``background``: a folder of images (loaded through :mod:`tfxai.data`, squash-resized) or an
-    array (B, H, W, 3) in 0..255; required. The recorded parameter is the folder path or the
-    array's shape and hash.
+    ``background``: a folder of images (loaded through :mod:`tfxai.data`, squash-resized), an
+    array (B, H, W, 3) in 0..255, or ``synthetic`` (the default, as :class:`~tfxai.attribution.
+    shapley.Shap`'s): ``background_size`` (default :data:`SYNTHETIC_BACKGROUND_SIZE`) seeded smooth
+    random colour fields (:func:`tfxai.attribution.shapley.synthetic_background`, seed 0), which
+    never overlap the evaluated images. The recorded parameter is ``synthetic`` (with its size),
+    the folder path, or the array's shape and hash.
 
     The α of the S = ``samples`` draws per background image (``alpha_sampling``):
 
@@ -492,9 +500,10 @@ class GradientShap(_SeededGradientMethod):
     summary = "E_{b,α}[(x−b)·∇F(b+α(x−b))] over a background set; noise option [Erion 2021; Lundberg 2017]"
     stochastic = True
     params_spec = {
-        "background": Param(None, (str, np.ndarray), "background images: a folder or an array",
-                            nullable=True),
-        "background_size": Param(None, int, "use the first N background images (sorted by id); None = all",
+        "background": Param("synthetic", (str, np.ndarray), "background images: a folder, an "
+                            "array, or synthetic (seeded smooth colour fields)", nullable=True),
+        "background_size": Param(None, int, "use the first N background images (sorted by id); "
+                                 f"None = all (synthetic: {SYNTHETIC_BACKGROUND_SIZE})",
                                   nullable=True, **above(0)),
         "samples": Param(5, int, "samples per background image", **at_least(1)),
         "noise": Param(0.0, float, "σ of Gaussian input noise, [0,1] units",
@@ -506,7 +515,15 @@ class GradientShap(_SeededGradientMethod):
 
     def _setup(self) -> None:
         value = self.params["background"]
-        if isinstance(value, (str, os.PathLike)):
+        if value is None or (isinstance(value, str) and value == "synthetic"):
+            from tfxai.attribution.shapley import synthetic_background
+
+            self.params["background"] = "synthetic"
+            self.params["background_size"] = (self.params["background_size"]
+                                              or SYNTHETIC_BACKGROUND_SIZE)
+            value = synthetic_background(self.params["background_size"],
+                                         tuple(self.backbone.input_size), 0)
+        elif isinstance(value, (str, os.PathLike)):
             self.params["background"] = str(Path(value).resolve())
         self._background = load_background(
             value, self.backbone.input_size, self.params["background_size"], self.name

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -326,12 +327,16 @@ class Shap(Attributer):
 
     @_restore_numpy_state
     def _gradient_one(self, x: np.ndarray, target: int, seed: int) -> np.ndarray:
-        explainer = self._gradient_explainer()
-        xin = x[None] if self.params["layer"] is None else self._layer_acts(x[None])
-        out = explainer.shap_values(
-            xin, nsamples=self.params["nsamples"], ranked_outputs=np.array([[target]]),
-            output_rank_order="custom", rseed=int(seed) % 2**32,
-        )
+        # shap calls the Keras model with a list of one tensor, which Keras 3 accepts with a
+        # UserWarning about the input structure on every call: it says nothing to the user
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+            explainer = self._gradient_explainer()
+            xin = x[None] if self.params["layer"] is None else self._layer_acts(x[None])
+            out = explainer.shap_values(
+                xin, nsamples=self.params["nsamples"], ranked_outputs=np.array([[target]]),
+                output_rank_order="custom", rseed=int(seed) % 2**32,
+            )
         vals = normalise_gradient_output(out, xin.ndim)[0]
         if self.params["layer"] is None:
             return vals.astype(np.float32)

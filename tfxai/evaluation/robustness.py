@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfxai.attribution.base import Param, above
+from tfxai.attribution.base import MAP_REDUCE, MAP_SCALE, Param, above
 from tfxai.evaluation import augment as aug
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 
@@ -158,8 +158,13 @@ class SSIMAugmentation(Metric):
     variant) and SSIM(map(x), map(aug(x))) is computed with an 11×11 uniform window, K1 = 0.01,
     K2 = 0.03 (higher is better).
 
-    * Maps: the method's default channel reduction and absolute value, **not** rescaled per image
-      (``scale="none"``), so that all maps of a model×method share one scale.
+    * Maps: by default the method's own channel reduction and absolute value, **not** rescaled per
+      image (``scale="none"``), so that all maps of a model×method share one scale. The map
+      convention can be set for every method alike — ``map_reduce`` (``sum``, ``max_abs``,
+      ``l2``, ``mean``), ``map_absolute`` (true/false) and ``map_scale`` (``none``, ``max``,
+      ``minmax``, as :func:`tfxai.to_map`) — so that methods are compared under one convention;
+      set values are recorded in ``metric_params`` (the defaults are not, so results written
+      before these parameters existed keep theirs).
     * Data range L: the largest |map| value of the model×method over the dataset, computed in a
       first pass (:meth:`dataset_statistic` / :meth:`combine_statistics`); it is reported in
       ``MetricOutput.recorded["data_range"]``. Without a first pass (``dataset_stat`` is None) the
@@ -181,15 +186,36 @@ class SSIMAugmentation(Metric):
     params_spec = {
         "gate": Param(GATE, float, "max |ΔP| of the target probability for a pair to be compared",
                       **above(0)),
+        "map_reduce": Param(None, str, "channel reduction of the maps (default: the method's)",
+                            choices=MAP_REDUCE, nullable=True),
+        "map_absolute": Param(None, bool, "take |map| (default: the method's)", nullable=True),
+        "map_scale": Param("none", str, "per-map scaling before SSIM: none (one data range L per "
+                           "model×method), max, minmax", choices=MAP_SCALE),
     }
 
-    @staticmethod
-    def _maps(attributer: Any, raw: np.ndarray) -> np.ndarray:
+    def metric_params(self) -> dict[str, Any]:
+        """Recorded parameters: the map convention only where it is set (see the class doc)."""
+        out = super().metric_params()
+        for name, default in (("map_reduce", None), ("map_absolute", None), ("map_scale", "none")):
+            if out.get(name) == default:
+                out.pop(name, None)
+        return out
+
+    def map_convention(self) -> dict[str, Any]:
+        """The :func:`tfxai.to_map` overrides of this metric's maps."""
+        out: dict[str, Any] = {"scale": self.params["map_scale"]}
+        if self.params["map_reduce"] is not None:
+            out["reduce"] = self.params["map_reduce"]
+        if self.params["map_absolute"] is not None:
+            out["absolute"] = self.params["map_absolute"]
+        return out
+
+    def _maps(self, attributer: Any, raw: np.ndarray) -> np.ndarray:
         if attributer is not None and hasattr(attributer, "to_map"):
-            return attributer.to_map(raw, scale="none")
+            return attributer.to_map(raw, **self.map_convention())
         from tfxai.attribution.base import to_map
 
-        return to_map(raw, scale="none")
+        return to_map(raw, **self.map_convention())
 
     def dataset_statistic(self, attributer: Any, attributions: np.ndarray) -> float:
         """Max |map| of a batch of raw attributions (finite values only; NaN when none)."""
