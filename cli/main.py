@@ -143,6 +143,7 @@ def _config(kw: dict[str, Any], metrics: str | None = None):
     return RunConfig(
         models=split_list(kw["models"]), methods=method_names, metrics=metric_names,
         images=kw["images"], annotations=kw["annotations"], labels=kw["labels"],
+        labels_from_name=kw["labels_from_name"],
         weights=kw["weights"], out=kw["out"], target=kw["target"], resize=kw["resize"],
         limit=kw["limit"], batch_size=kw["batch_size"], seed=kw["seed"],
         method_params=method_params, metric_params=metric_params,
@@ -221,6 +222,7 @@ def _register_optional() -> None:
         ("tfxai.cli.train_cmds", ("finetune", "roar", "synth")),
         ("tfxai.cli.demo_cmd", ("demo",)),
         ("tfxai.cli.merge_cmd", ("merge",)),
+        ("tfxai.cli.study_cmd", ("study",)),
     ):
         try:
             mod = importlib.import_module(module)
