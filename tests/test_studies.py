@@ -515,3 +515,27 @@ def test_cli_attribute_takes_labels_from_name(tmp_path):
     assert res.exit_code == 0, res.output
     labels = pd.read_csv(tmp_path / "o" / "predictions.csv")["label"].tolist()
     assert labels == [1]  # n01443537: goldfish, class 1
+
+
+def test_a_list_file_of_images_gives_the_gallery_its_folder(tmp_path):
+    from tfxai.analysis.pipeline import _existing
+
+    images = _random_images(tmp_path / "imgs", n=2)
+    listing = tmp_path / "out" / "list.txt"
+    listing.parent.mkdir()
+    listing.write_text("".join(f"{p.resolve()}\n" for p in sorted(images.glob("*.png"))))
+    assert _existing(str(listing), str(tmp_path / "out")) == images.resolve()
+    (tmp_path / "other").mkdir()
+    listing.write_text(f"{images / 'im0.png'}\n{tmp_path / 'other' / 'x.png'}\n")
+    assert _existing(str(listing), None) is None  # two folders: no single gallery folder
+
+
+def test_lite_models_get_their_published_accuracy_in_models_csv(tmp_path):
+    from tfxai.studies.base import _lite_models_csv
+
+    (tmp_path / "models.csv").write_text("model,accuracy\nefficientnet_lite0,0.5\n")
+    ctx = _context(None, tmp_path, ["efficientnet_lite0", "efficientnet_lite2", "mine.keras"])
+    _lite_models_csv(ctx)
+    table = pd.read_csv(tmp_path / "models.csv").set_index("model")
+    # a listed model keeps its row; lite2 gets the published 77.6 %; a custom model gets none
+    assert table["accuracy"].to_dict() == {"efficientnet_lite0": 0.5, "efficientnet_lite2": 0.776}

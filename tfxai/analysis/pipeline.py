@@ -215,13 +215,29 @@ def _notes(
 
 
 def _existing(value: object, run: object) -> Path | None:
-    """``value`` as a folder that exists: as given, or relative to the results folder ``run``."""
+    """``value`` as a folder that exists: as given, or relative to the results folder ``run``; a
+    list file of images (``--images list.txt``) gives the folder that holds all its images."""
     if not isinstance(value, str) or not value or value == "None":
         return None
     path = Path(value)
     for candidate in (path, Path(str(run)) / path if run and not path.is_absolute() else None):
         if candidate is not None and candidate.is_dir():
             return candidate
+        if candidate is not None and candidate.is_file() and candidate.suffix.lower() == ".txt":
+            return _list_folder(candidate)
+    return None
+
+
+def _list_folder(listing: Path) -> Path | None:
+    """The one folder holding every image of a list file, or None."""
+    try:
+        lines = [line.strip() for line in listing.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    parents = {(listing.parent / line).parent for line in lines if line and not line.startswith("#")}
+    if len(parents) == 1:
+        folder = parents.pop()
+        return folder if folder.is_dir() else None
     return None
 
 

@@ -296,6 +296,22 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _lite_models_csv(ctx: StudyContext) -> None:
+    """``models.csv`` with the published ImageNet top-1 of the Lite models run, added to the rows
+    already there (a model already listed keeps its row), so that the report knows their
+    accuracies (the reliability test orders models by it)."""
+    path = ctx.out / "models.csv"
+    rows = [{"model": m, "accuracy": LITE_TOP1[m], "architecture": "efficientnet_lite",
+             "accuracy_source": "published ImageNet top-1 (EfficientNet-Lite)"}
+            for m in ctx.models if m in LITE_TOP1]
+    if not rows or not ctx.out.is_dir():
+        return
+    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["model"])
+    new = [r for r in rows if r["model"] not in set(old["model"].astype(str))]
+    if new:
+        pd.concat([old, pd.DataFrame(new)], ignore_index=True).to_csv(path, index=False)
+
+
 def run_study(study: Study, options: StudyOptions, echo: Echo | None = None) -> StudyResult:
     """Run ``study`` with ``options`` (module docstring); returns what was done.
 
@@ -313,6 +329,7 @@ def run_study(study: Study, options: StudyOptions, echo: Echo | None = None) -> 
     echo(f"study {study.name}: {study.title}" + (" (quick setting)" if options.quick else ""))
     t0 = time.perf_counter()
     study.execute(ctx)
+    _lite_models_csv(ctx)
     interrupted = any(getattr(s, "interrupted", False) for s in ctx.summaries)
     errors = sum(int(getattr(s, "errors", 0)) for s in ctx.summaries)
     seconds = time.perf_counter() - t0

@@ -336,6 +336,7 @@ class Erdem2021Reliability(Study):
         family = ", ".join(str(m) for m in tables["model_info"]["model_id"])
         scores = tables["_scores"]
         infidelity = _label(scores, "infidelity", INFIDELITY)
+        flagged = _independent(ctx.out)
         out = []
         for finding, metric, variant, expected in (
             ("infidelity", infidelity, "", "unreliable"),
@@ -354,6 +355,16 @@ class Erdem2021Reliability(Study):
                     f"{int(v['n_models'])} models, {int(v['n_methods'])} methods)")
             if isinstance(v.get("reason"), str) and v["reason"]:
                 text += f"; {v['reason']}"
+            if finding == "sensitivity":
+                rel = test[(test["metric"] == metric) & (test["variant"] == "relative")
+                           & (test["scope"] == "verdict")]
+                if len(rel):
+                    text += (f"; relative variant: verdict {rel.iloc[0]['verdict']} (pair share "
+                             f"{_f(rel.iloc[0]['pair_share'])}, W {_f(rel.iloc[0]['kendalls_w'])})")
+            if flagged:
+                text += ("; input-independent on these models (runs.jsonl): "
+                         + ", ".join(f"{m} on {Path(model).stem}" for model, m in sorted(flagged))
+                         + " (its sensitivity is 0 by construction)")
             if v["verdict"] == "insufficient data":
                 holds = None
             elif expected == "unreliable":
