@@ -119,8 +119,18 @@ def _rotation(images: np.ndarray, angle: float) -> np.ndarray:
     return out[0] if single else out
 
 
+def _as_8bit(whdc: np.ndarray) -> np.ndarray:
+    """A G'MIC image (``to_numpy``: width, height, depth 1, channels) as (H, W, C) float32 with
+    8-bit values: clamped to 0..255 and truncated, as a filtered photo saved to an 8-bit file is
+    (and as gmic's ``yxc`` view reads it; that view keeps its buffer alive after every call in
+    gmic 3.6, ~100 KB per image, so a long run grew without bound)."""
+    return np.floor(np.clip(whdc[:, :, 0, :].transpose(1, 0, 2), 0.0, 255.0)).astype(np.float32)
+
+
 def gmic_filter(images: np.ndarray, command: str) -> np.ndarray:
-    """Run one G'MIC ``command`` on every image (one ``gmic.run`` call for the whole batch)."""
+    """Run one G'MIC ``command`` on every image (one ``gmic.run`` call for the whole batch).
+
+    The result is read with 8-bit values (:func:`_as_8bit`)."""
     import gmic
 
     x, single = to_rgb_batch(images)
@@ -130,7 +140,7 @@ def gmic_filter(images: np.ndarray, command: str) -> np.ndarray:
         result = gmic.run(command, imgs)
     except Exception as exc:  # noqa: BLE001 - gmic raises its own exception types
         raise ValueError(f"G'MIC command {command!r} failed: {exc}") from exc
-    out = np.stack([np.asarray(im.yxc, dtype=np.float32) for im in result])
+    out = np.stack([_as_8bit(im.to_numpy()) for im in result])
     if out.shape != x.shape:
         raise ValueError(
             f"G'MIC command {command!r} changed the image shape {x.shape[1:]} → {out.shape[1:]}"
