@@ -192,3 +192,56 @@ def test_other_keras_backend_is_a_clear_usage_error(tmp_path):
          "['tfxai', 'models']; entry()"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "Keras backend is 'jax'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ batch norm as Keras 2 ran it
+
+
+def _bn_models():
+    from _tiny_models import zoo_cnn
+
+    L = keras.layers
+    keras.utils.set_random_seed(1)
+    inp = L.Input((4, 4, 3))
+    x = L.BatchNormalization()(L.Dense(6)(L.Flatten()(inp)))  # 2-D input: not the fused kernel
+    mlp = keras.Model(inp, L.Dense(3)(x))
+    bn = mlp.layers[3]
+    bn.set_weights([np.full(6, 1.3), np.full(6, 0.2), np.linspace(-1, 1, 6), np.full(6, 0.7)])
+    return zoo_cnn(), mlp
+
+
+def test_batch_norm_runs_as_one_fused_kernel_with_the_same_numbers():
+    import tensorflow as tf
+
+    from tfxai.graph import InferenceBatchNorm
+    from tfxai.models import logits_graph
+
+    cnn, mlp = _bn_models()
+    bb = tfxai.load_model(cnn)
+    fused = [lay for lay in bb.logit_model.layers if isinstance(lay, InferenceBatchNorm)]
+    assert len(fused) == 2  # both batch norms of zoo_cnn
+    # the flat graph still names the user's layers
+    assert [n.source for n in bb.graph.nodes if isinstance(n.layer, InferenceBatchNorm)] == [
+        f.inner for f in fused]
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)), tf.float32)
+    g, out = logits_graph(cnn, bb.input_shape, "probabilities", fused_batchnorm=False)
+    plain = g.model(out)  # Keras 3's own batch-norm layers
+    assert not any(isinstance(lay, InferenceBatchNorm) for lay in plain.layers)
+    keras_logits = plain(bb.preprocess(x)).numpy()
+    np.testing.assert_allclose(bb.logits(x).numpy(), keras_logits, rtol=1e-5, atol=1e-5)
+    # gradients too, through the fused kernel's gradient
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a = tf.reduce_sum(bb.logits(x)[:, 1])
+        b = tf.reduce_sum(plain(bb.preprocess(x))[:, 1])
+    ga, gb = tape.gradient(a, x).numpy(), tape.gradient(b, x).numpy()
+    assert np.abs(ga).max() > 0
+    np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=1e-6 * np.abs(gb).max())
+    # the weights are read at call time: changing them changes tfxai's logits
+    fused[0].inner.moving_mean.assign(fused[0].inner.moving_mean + 1.0)
+    assert not np.allclose(bb.logits(x).numpy(), keras_logits, atol=1e-3)
+    # a batch norm on a 2-D input runs the Keras layer itself
+    bm = tfxai.load_model(mlp, output="logits")
+    v = np.random.default_rng(1).normal(size=(5, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(bm.logit_model(v).numpy(), mlp(v, training=False).numpy(),
+                               rtol=1e-6, atol=1e-6)

@@ -42,6 +42,8 @@ __all__ = [
     "iter_layers",
     "FusedActivation",
     "Alias",
+    "InferenceBatchNorm",
+    "fused_batchnorm",
 ]
 
 Replace = Callable[[Any], "Callable[..., Any] | None"]
@@ -116,6 +118,52 @@ class Alias(keras.layers.Layer):
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
         return self.op(*args, **kwargs)
+
+
+class InferenceBatchNorm(keras.layers.Layer):
+    """``inner`` (a ``BatchNormalization`` layer) in inference mode, as one fused kernel.
+
+    Keras 3 computes inference batch normalisation with ``tf.nn.batch_normalization`` (four
+    element-wise ops); Keras 2 (``tf.keras`` ≤ 2.15) used the fused kernel
+    (``FusedBatchNormV3``, ``is_training=False``) for 4-D channels-last inputs. The two agree to
+    float32 round-off (~1e-7 relative), but a gradient through a ReLU6 network amplifies that
+    round-off (see ``benchmarks/gradient_roundoff.py``). With the fused kernel, logits and input
+    gradients of EfficientNet-Lite0 are bit-identical to the Keras 2 stack's, so scores computed
+    before and after the Keras 3 migration can be compared exactly. Same weights (shared, read
+    at call time); always the moving statistics.
+    """
+
+    def __init__(self, inner: Any, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(name=name or f"{inner.name}_fused", dtype=inner.dtype_policy, **kwargs)
+        self.inner = inner
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        import tensorflow as tf
+
+        bn = self.inner
+        if len(inputs.shape) != 4:  # the fused kernel is 4-D only
+            return bn(inputs, training=False)
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.convert_to_tensor(bn.gamma), tf.convert_to_tensor(bn.beta),
+            mean=tf.convert_to_tensor(bn.moving_mean),
+            variance=tf.convert_to_tensor(bn.moving_variance), epsilon=bn.epsilon,
+            is_training=False)
+        return y
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
+def fused_batchnorm(op: Any) -> InferenceBatchNorm | None:
+    """The :class:`InferenceBatchNorm` of ``op`` when the fused kernel computes what ``op`` does
+    in inference (a float32 channels-last ``BatchNormalization`` with both scale and centre; a
+    call on an input that is not 4-D runs ``op`` itself); ``None`` otherwise."""
+    if type(op) is not keras.layers.BatchNormalization:
+        return None
+    if (op.axis not in (-1, 3) or not (op.center and op.scale)
+            or op.dtype_policy.compute_dtype != "float32"):
+        return None
+    return InferenceBatchNorm(op)
 
 
 # --------------------------------------------------------------------------------------- graph

@@ -203,9 +203,13 @@ def _softmax_kind(op: Any) -> str | None:
 
 def logits_graph(
     model: keras.Model, input_shape: Sequence[int | None], output: str = "probabilities",
-    replace: graph.Replace | None = None,
+    replace: graph.Replace | None = None, fused_batchnorm: bool = True,
 ) -> tuple[graph.FlatGraph, Any]:
     """``model`` flattened (:func:`tfxai.graph.flatten`) and its pre-softmax output tensor.
+
+    ``fused_batchnorm``: run inference batch normalisation as one fused kernel, as Keras 2 did
+    (:class:`tfxai.graph.InferenceBatchNorm`; numbers match the Keras 2 stack's bit for bit). A
+    layer that ``replace`` rewrites keeps the rewrite. ``False`` leaves Keras 3's own layers.
 
     * ``output="logits"``: the model's own output.
     * ``output="probabilities"``: the final softmax is skipped, never inverted numerically: a
@@ -221,6 +225,13 @@ def logits_graph(
             "needs a functional or Sequential model to reach its layers; rebuild it with the "
             "functional API (keras.Model(inputs, outputs)) or keras.Sequential"
         )
+    if fused_batchnorm:
+        inner_replace = replace
+
+        def replace(op: Any) -> Any:  # the caller's rewrite first, then the fused kernel
+            new = inner_replace(op) if inner_replace is not None else None
+            return new if new is not None else graph.fused_batchnorm(op)
+
     try:
         g = graph.flatten(model, input_shape=tuple(input_shape), replace=replace)
     except graph.GraphError as exc:

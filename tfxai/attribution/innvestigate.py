@@ -273,7 +273,9 @@ def _unwrap(op: Any) -> tuple[Any, Any]:
     if _is_wrapper(op, "FusedActivation"):
         return op.inner, op.new_activation
     if _is_wrapper(op, "Alias"):
-        return op.op, None
+        return _unwrap(op.op)
+    if _is_wrapper(op, "InferenceBatchNorm"):  # Keras 2 runs the layer as the same fused kernel
+        return op.inner, None
     return op, None
 
 
