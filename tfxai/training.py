@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from tfxai import graph
 from tfxai.backend import keras
 from tfxai.data.images import IMAGE_EXTENSIONS, load_image, resize_image
-from tfxai.models import MODELS, ModelLoadError, load_model
+from tfxai.models import MODELS, ModelLoadError, load_model, logits_graph
 
 __all__ = [
     "SMALL_CNN",
@@ -302,7 +302,10 @@ def _backbone_classifier(
     bb = load_model(model, weights=weights, seed=seed)
     if bb.last_conv_layer is None:
         raise ModelLoadError(f"model {bb.name!r} has no conv layer to put a new head on")
-    features = keras.Model(bb.graph.input, bb.find_layer(bb.last_conv_layer).output)
+    # Keras's own layers (not the fused inference batch norm of ``bb.graph``): the new model is
+    # trained, with batch norm in training mode, and saved
+    g, _ = logits_graph(bb.keras_model, bb.input_shape, bb.output, fused_batchnorm=False)
+    features = keras.Model(g.input, g.find(bb.last_conv_layer).output)
     h, w = (int(v) for v in (input_size or bb.input_size))
     inp = keras.Input((h, w, 3), name="image")
     pre = _affine_preprocess_layer(bb.preprocess_fn)
