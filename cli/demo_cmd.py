@@ -14,8 +14,9 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def demo(out: str, seed: int, no_progress: bool) -> None:
-    """Explain EfficientNet-Lite0 (ImageNet weights, offline) on six bundled photographs,
-    evaluate the explanations and write the report."""
+    """Explain EfficientNet-Lite0 and -Lite1 (ImageNet weights, offline) on six bundled
+    photographs, evaluate the explanations and write the report (two models, so that the report
+    can test whether each metric ranks the methods consistently)."""
     from tfxai.demo import run_demo
 
     t0 = time.perf_counter()
