@@ -12,6 +12,7 @@ from typing import Any
 import click
 from tfxai.cli.options import (
     DEFAULT_METHOD,
+    exit_if_unfinished,
     parse_params,
     parse_shard,
     run_options,
@@ -186,12 +187,7 @@ def _run(fn, cfg) -> None:
         _echo("undefined values (NaN) in the score rows written, by metric and reason:")
         for line in lines:
             _echo(f"  {line}")
-    if summary.interrupted:
-        _echo("interrupted: results so far are saved; re-run the same command to resume.")
-        sys.exit(EXIT_INTERRUPTED)
-    if summary.errors:
-        _echo(f"some images failed: see {summary.out}/errors.csv")
-        sys.exit(EXIT_FAILURES)
+    exit_if_unfinished(summary.interrupted, summary.errors, summary.out, _echo)
 
 
 @main.command("attribute")

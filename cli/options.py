@@ -12,6 +12,18 @@ import click
 DEFAULT_METHOD = "gradcam"
 
 
+def exit_if_unfinished(interrupted: bool, errors: Any, out: Any,
+                       echo: Callable[[str], None]) -> None:
+    """The run's exit code when it did not finish cleanly: 130 interrupted (re-run resumes), 1
+    when some images failed (``errors.csv``); return otherwise (exit 0)."""
+    if interrupted:
+        echo("interrupted: results so far are saved; re-run the same command to resume.")
+        raise SystemExit(130)
+    if errors:
+        echo(f"some images failed: see {out}/errors.csv")
+        raise SystemExit(1)
+
+
 def split_list(value: str | None) -> list[str]:
     """``"a,b, c"`` → ``["a", "b", "c"]``."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import click
-from tfxai.cli.options import split_list
+from tfxai.cli.options import exit_if_unfinished, split_list
 from tfxai.cli.tables import WIDTH, format_table
 
 EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -108,9 +108,4 @@ def study(name, models, methods, images, annotations, labels_from_name, out, qui
     _echo(f"study {result.study}: {len(cells)} published cells ({filled} with our value), "
           f"{len(findings)} findings, {result.seconds:.0f} s -> {result.out}/study.csv"
           + (f", {result.out}/report.html" if not no_report else ""))
-    if result.interrupted:
-        _echo("interrupted: results so far are saved; re-run the same command to resume.")
-        sys.exit(EXIT_INTERRUPTED)
-    if result.errors:
-        _echo(f"some images failed: see {result.out}/errors.csv")
-        sys.exit(EXIT_FAILURES)
+    exit_if_unfinished(result.interrupted, result.errors, result.out, _echo)

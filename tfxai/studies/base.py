@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from tfxai.studies.data import DataChoice, choose_images
 from tfxai.studies.published import published, source_text
 
 __all__ = [
@@ -104,6 +105,14 @@ class StudyContext:
     def say(self, line: str, kind: str = "run") -> None:
         (self.data if kind == "data" else self.run).append(line)
         self.echo(line)
+
+    def choose_images(self, kind: str) -> DataChoice:
+        """The study's images of ``kind`` from the options (:func:`tfxai.studies.data.
+        choose_images`), said as a data line."""
+        data = choose_images(kind, self.options.images, self.options.annotations,
+                             self.options.labels_from_name)
+        self.say(f"images: {data.description}", "data")
+        return data
 
 
 @dataclass

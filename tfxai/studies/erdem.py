@@ -23,7 +23,7 @@ from tfxai.studies.base import (
     finding_row,
     select,
 )
-from tfxai.studies.data import DataChoice, choose_images
+from tfxai.studies.data import DataChoice
 from tfxai.studies.runs import background_folder, evaluate, limit_of, read_scores
 
 __all__ = ["Erdem2021Augment", "Erdem2021Reliability"]
@@ -124,9 +124,7 @@ class Erdem2021Augment(Study):
         ]
 
     def execute(self, ctx: StudyContext) -> None:
-        data = choose_images("imagenet-val", ctx.options.images, ctx.options.annotations,
-                             ctx.options.labels_from_name)
-        ctx.say(f"images: {data.description}", "data")
+        data = ctx.choose_images("imagenet-val")
         methods = {m: dict(p) for m, p in self.methods(ctx.options).items()}
         if "gradient_shap" in methods:
             folder, what = background_folder(data.images, ctx.out)
@@ -246,9 +244,7 @@ class Erdem2021Reliability(Study):
         else:
             if "small_cnn" in ctx.models:
                 raise StudyError("--model small_cnn builds its own family: give it alone")
-            data = choose_images("imagenet-val", ctx.options.images, ctx.options.annotations,
-                                 ctx.options.labels_from_name)
-            ctx.say(f"images: {data.description}", "data")
+            data = ctx.choose_images("imagenet-val")
             models = list(ctx.models)
             self._write_models_csv(ctx)
         ctx.say(f"models: {', '.join(Path(m).stem for m in models)}; methods: {', '.join(methods)}")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tfxai.studies.base import Study, StudyContext, cell_row, finding_row, select
-from tfxai.studies.data import DataChoice, choose_images
+from tfxai.studies.data import DataChoice
 from tfxai.studies.runs import background_folder, evaluate, read_scores
 
 __all__ = ["Gattas2020"]
@@ -83,9 +83,7 @@ class Gattas2020(Study):
         ]
 
     def execute(self, ctx: StudyContext) -> None:
-        data = choose_images("imagenet-val", ctx.options.images, ctx.options.annotations,
-                             ctx.options.labels_from_name)
-        ctx.say(f"images: {data.description}", "data")
+        data = ctx.choose_images("imagenet-val")
         methods = {m: dict(p) for m, p in self.methods(ctx.options).items()}
         if "shap" in methods:
             folder, what = background_folder(data.images, ctx.out)

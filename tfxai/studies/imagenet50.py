@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from tfxai.studies.base import Study, StudyContext, cell_row, finding_row, select
-from tfxai.studies.data import choose_images
 from tfxai.studies.runs import evaluate, limit_of, read_scores
 
 __all__ = ["ImageNet50Occlusion"]
@@ -75,9 +74,7 @@ class ImageNet50Occlusion(Study):
         ]
 
     def execute(self, ctx: StudyContext) -> None:
-        data = choose_images("imagenet50", ctx.options.images, ctx.options.annotations,
-                             ctx.options.labels_from_name)
-        ctx.say(f"images: {data.description}", "data")
+        data = ctx.choose_images("imagenet50")
         methods = self.methods(ctx.options)
         limit = limit_of(ctx, QUICK_LIMIT)
         metrics: dict[str, dict[str, Any]] = {"confidence_drop": OCCLUSION,
