@@ -55,6 +55,7 @@ import numpy as np
 from tfxai.attribution.base import Attributer, _json_default, get_attributer
 from tfxai.data.dataset import Batch, Sample, discover, iter_batches, load_batch, shard
 from tfxai.evaluation.base import Metric, MetricOutput, get_metric
+from tfxai.evaluation.shared import SharedWork
 from tfxai.metadata import nan_reason
 from tfxai.models import Backbone, load_model
 from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
@@ -431,6 +432,9 @@ class _Prepared:
     predicted: np.ndarray
     confidence: np.ndarray
     seeds: np.ndarray
+    #: attribution-independent work of this batch (perturbed forward passes), reused by every
+    #: method and metric scoring it; freed with the batch
+    shared: SharedWork = field(default_factory=SharedWork)
 
     def ids(self) -> list[str]:
         return [self.batch.samples[i].image_id for i in self.idx]
@@ -1030,7 +1034,7 @@ def _evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, er
                 bb, att, prep.batch.images[rows_idx], prep.targets[pos], raw[sel],
                 boxes=[prep.batch.boxes[i] for i in rows_idx],
                 box_labels=[prep.batch.box_labels[i] for i in rows_idx],
-                seeds=prep.seeds[rows_idx],
+                seeds=prep.seeds[rows_idx], shared=prep.shared,
             )
         except Exception as exc:  # noqa: BLE001 - a failing metric does not stop the run
             errors.extend(_error_row(prep.batch.samples[i], "evaluate", bb.name,

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tfxai.attribution.base import SEED_PARAM, Param, canonical_params, validate_params
+from tfxai.evaluation.shared import SharedWork
+from tfxai.evaluation.shared import resolve as resolve_shared
 
 __all__ = [
     "Metric",
@@ -79,6 +81,9 @@ class EvalContext:
     boxes: list[np.ndarray | None] | None
     box_labels: list[np.ndarray | None] | None
     seeds: np.ndarray
+    #: per-batch memo of attribution-independent work (perturbed forward passes), shared by
+    #: every method and metric of a batch; a fresh one per call when None
+    shared: SharedWork | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -102,6 +107,7 @@ class EvalContext:
             boxes=take(self.boxes),
             box_labels=take(self.box_labels),
             seeds=self.seeds[idx],
+            shared=self.shared,
         )
 
 
@@ -159,8 +165,14 @@ class Metric:
         boxes: list[np.ndarray | None] | None = None,
         box_labels: list[np.ndarray | None] | None = None,
         seeds: Any = None,
+        shared: SharedWork | None = None,
     ) -> MetricOutput:
-        """All variants' values, notes and extras for a batch."""
+        """All variants' values, notes and extras for a batch.
+
+        ``shared`` is a :class:`~tfxai.evaluation.shared.SharedWork` memo: metrics store in it
+        the forward passes that do not depend on the attribution, so that other methods (or other
+        parameter sets drawing the same perturbations) of the same batch reuse them.
+        """
         x = np.asarray(images, dtype=np.float32)
         n = len(x)
         t = np.asarray(targets).reshape(-1).astype(np.int64) if targets is not None else None
@@ -187,7 +199,8 @@ class Metric:
             attributions = attributer.attribute(x, t, seeds=seeds)
         s = np.arange(n, dtype=np.int64) if seeds is None else np.asarray(seeds, np.int64)
         s = s + int(self.params.get("seed", 0))
-        ctx = EvalContext(backbone, attributer, x, t, attributions, boxes, box_labels, s)
+        ctx = EvalContext(backbone, attributer, x, t, attributions, boxes, box_labels, s,
+                          shared=resolve_shared(shared))
         return self._checked(ctx)
 
     def _checked(self, ctx: EvalContext) -> MetricOutput:

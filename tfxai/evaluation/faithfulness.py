@@ -164,10 +164,35 @@ class Infidelity(Metric):
         for i in range(0, len(ctx), per):
             yield np.arange(i, min(i + per, len(ctx)))
 
+    def _target_logits(self, ctx: EvalContext) -> np.ndarray:
+        """F(x), float64 (N,): shared with every method of the batch."""
+        bs = self.params["batch_size"]
+        return ctx.shared.per_image(
+            ("target logit", bs), ctx.images,
+            lambda miss: batched_target_logits(ctx.backbone, ctx.images[miss], ctx.targets[miss],
+                                               bs).astype(np.float64),
+            backbone=ctx.backbone, targets=ctx.targets)
+
+    def _perturbed_logits(self, ctx: EvalContext, idx: np.ndarray, noise: np.ndarray
+                          ) -> np.ndarray:
+        """F(x − I), float64 (len(idx), n_perturbations), for the images ``idx`` and their
+        ``noise``. It depends on the image, target, seed, σ and n, never on Φ: computed once per
+        batch and reused by every other method (and by ``normalize`` true and false)."""
+        n, bs = self.params["n_perturbations"], self.params["batch_size"]
+        shape = ctx.images.shape[1:]
+
+        def forward(miss: np.ndarray) -> np.ndarray:
+            pert = (ctx.images[idx[miss], None] - noise[miss]).reshape(-1, *shape)
+            f = batched_target_logits(ctx.backbone, pert, np.repeat(ctx.targets[idx[miss]], n), bs)
+            return f.astype(np.float64).reshape(len(miss), n)
+
+        kind = ("infidelity F(x-I)", _SALT_INFIDELITY, self.params["sigma"], n, bs)
+        return ctx.shared.per_image(kind, ctx.images[idx], forward, backbone=ctx.backbone,
+                                    targets=ctx.targets[idx], seeds=ctx.seeds[idx])
+
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
         n_img = len(ctx)
         n = self.params["n_perturbations"]
-        bs = self.params["batch_size"]
         phi = np.asarray(ctx.attributions)
         # the dot products run in BLAS in the attribution's precision (float32, or float64 when
         # given float64); ΔF and the means are float64
@@ -181,14 +206,12 @@ class Infidelity(Metric):
                 f"{ctx.images.shape}"
             )
         phi = np.broadcast_to(phi, ctx.images.shape).reshape(n_img, -1)
-        f_x = batched_target_logits(ctx.backbone, ctx.images, ctx.targets, bs).astype(np.float64)
+        f_x = self._target_logits(ctx)
         dots = np.empty((n_img, n))
         delta_f = np.empty((n_img, n))
         for idx in self._chunks(ctx):
             noise = np.stack([self.noise(ctx.seeds[i], ctx.images.shape[1:]) for i in idx])
-            pert = (ctx.images[idx, None] - noise).reshape(-1, *ctx.images.shape[1:])
-            f_pert = batched_target_logits(ctx.backbone, pert, np.repeat(ctx.targets[idx], n), bs)
-            delta_f[idx] = f_x[idx, None] - f_pert.astype(np.float64).reshape(len(idx), n)
+            delta_f[idx] = f_x[idx, None] - self._perturbed_logits(ctx, idx, noise)
             flat = noise.reshape(len(idx), n, -1)
             dots[idx] = np.matmul(flat.astype(dtype, copy=False), phi[idx][..., None])[..., 0]
         if self.params["normalize"]:

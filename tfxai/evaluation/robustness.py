@@ -235,18 +235,28 @@ class SSIMAugmentation(Metric):
         return (batch_max if batch_max > 0 else 1.0,
                 "data range L from this batch (no dataset pass)")
 
+    @staticmethod
+    def _shared_probabilities(ctx: EvalContext, images: np.ndarray, variant: str) -> np.ndarray:
+        """P(target | images) of the (augmented) batch, keyed by the original image and the
+        variant: the gate is the same for every method, so it is computed once per batch."""
+        return ctx.shared.per_image(
+            ("gate probability", variant), ctx.images,
+            lambda miss: _probabilities(ctx.backbone, images[miss], ctx.targets[miss]),
+            backbone=ctx.backbone, targets=ctx.targets)
+
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
         n_img = len(ctx)
         maps = self._maps(ctx.attributer, ctx.attributions).astype(np.float64)
         data_range, range_note = self._data_range(ctx, maps)
-        p_orig = _probabilities(ctx.backbone, ctx.images, ctx.targets)
+        p_orig = self._shared_probabilities(ctx, ctx.images, "")
         out = MetricOutput(values={}, notes={}, recorded={"data_range": data_range})
         gate = self.params["gate"]
         for variant in self.variants:
             values = np.full(n_img, np.nan)
             notes = [range_note] * n_img
-            x_aug = aug.augment(ctx.images, variant)
-            p_aug = _probabilities(ctx.backbone, x_aug, ctx.targets)
+            x_aug = ctx.shared.per_image(("augment", variant), ctx.images,
+                                         lambda miss, v=variant: aug.augment(ctx.images[miss], v))
+            p_aug = self._shared_probabilities(ctx, x_aug, variant)
             dp = np.abs(p_orig - p_aug)
             passed = np.isfinite(dp) & (dp < gate)
             for i in np.flatnonzero(~passed):
