@@ -3,6 +3,12 @@
 It reads results folders (``scores.csv``, ``predictions.csv`` and optionally ``roar.csv``, ``models.csv``
 and ``attributions.h5``) and needs no model. Entry point: :func:`analyse`. It never imports the CLI nor
 TensorFlow: metric facts (direction, range, comparability) come from :mod:`tfxai.metadata`.
+
+This package only re-exports; its modules import each other, never the package. In the order of
+:func:`analyse`: ``loading`` (results folders) → ``options`` → ``tables`` (summary, ranking,
+undefined, reliability, cost, augmentation, roar, curves, modelinfo, settings, runinfo) → ``figures``
+(``plots``, ``gallery_plot`` and ``canvas`` draw; ``gallery``, ``stores``, ``imagefiles`` and
+``display`` gather the gallery) → ``sections`` (``report``, ``study``); ``pipeline`` runs them.
 """
 
 from .directions import HIGHER, LOWER, Direction, metric_direction

@@ -24,6 +24,8 @@ import pandas as pd
 
 from tfxai import metadata
 
+from .settings import base_name
+
 HIGHER = metadata.HIGHER
 LOWER = metadata.LOWER
 
@@ -78,8 +80,6 @@ def split_suffix(metric: str) -> tuple[str, str]:
 
 def table_direction(metric: str, variant: str = "") -> str | None:
     """Direction from :mod:`tfxai.metadata`, or ``None`` when the metric is unknown."""
-    from .settings import base_name
-
     base, suffix = split_suffix(base_name(metric))
     return metadata.direction(base, variant or suffix or "")
 

@@ -25,7 +25,8 @@ import pandas as pd
 from tfxai import metadata
 
 from .directions import metric_direction
-from .summary import group_comparability
+from .settings import base_name
+from .summary import CELL_CI, compact, group_comparability
 
 RANKED, TIE, NOT_COMPARABLE, TOO_FEW = "ranked", "tie", "not comparable", "too few values"
 COLUMNS = ("direction", "comparable", "best", "ranked", "status", "reason")
@@ -132,8 +133,6 @@ def _merge_variants(names: list[str]) -> list[str]:
 
 def range_text(metric: str) -> str:
     """``[0, 1]``-style text of the metric's range ("" when unbounded or unknown)."""
-    from .settings import base_name
-
     low, high = metadata.value_range(base_name(metric))
     if np.isinf(low) and np.isinf(high):
         return ""
@@ -147,8 +146,6 @@ def ranked_view(
     """The report's summary table: one row per metric × variant × other keys, one ``mean [CI] (n)``
     cell per method, the better direction and the ``best`` column; and the (row, method) cells to
     highlight (the winner or every tied method)."""
-    from .summary import CELL_CI, compact
-
     wide = compact(summary_table)
     if wide.empty or "method" in wide.columns or CELL_CI in wide.columns:
         return wide, set()

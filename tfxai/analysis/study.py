@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from . import report
+from .report import Section, notes_block, paragraph, table_block
 from .summary import format_number
 
 FINDINGS = "findings"
@@ -120,23 +120,23 @@ def _protocol_blocks(record: Mapping[str, object]) -> list[str]:
     blocks = []
     source = record.get("source")
     if source:
-        blocks.append(report.paragraph(f"Source: {source}"))
+        blocks.append(paragraph(f"Source: {source}"))
     for key, label in (("protocol", "Protocol"), ("data", "Data"), ("run", "What was run")):
         value = record.get(key)
         if isinstance(value, Sequence) and not isinstance(value, str) and value:
             items = "".join(f"<li>{html.escape(str(v))}</li>" for v in value)
             blocks.append(f"<p><b>{label}</b></p><ul>{items}</ul>")
         elif value:
-            blocks.append(report.paragraph(f"{label}: {value}"))
+            blocks.append(paragraph(f"{label}: {value}"))
     if record.get("quick"):
-        blocks.append(report.notes_block([
+        blocks.append(notes_block([
             "Quick setting (--quick): fewer images and models than the study; the numbers show "
             "that the pipeline runs, not what the study would give."]))
     return blocks
 
 
 def study_sections(study: pd.DataFrame | None, records: Sequence[Mapping[str, object]] = ()
-                   ) -> list[report.Section]:
+                   ) -> list[Section]:
     """One report section per study found in ``study.csv``."""
     if study is None or study.empty:
         return []
@@ -144,7 +144,7 @@ def study_sections(study: pd.DataFrame | None, records: Sequence[Mapping[str, ob
     sections = []
     for name, rows in study.groupby("study", sort=False):
         record = by_name.get(str(name), {})
-        blocks = [report.paragraph(
+        blocks = [paragraph(
             "The study's published values next to ours. Ours: mean [95% bootstrap interval] "
             "(n images, or seeds for ROAR) on each of our models; a published value comes from "
             "the study's own models and data, so a cell compares orders of magnitude and "
@@ -153,13 +153,13 @@ def study_sections(study: pd.DataFrame | None, records: Sequence[Mapping[str, ob
         blocks.extend(_protocol_blocks(record))
         findings = rows[rows["table"] == FINDINGS]
         if not findings.empty:
-            blocks.append(report.table_block(findings_table(findings),
+            blocks.append(table_block(findings_table(findings),
                                              "Findings: do they hold on our models?"))
         for table, cells in rows[rows["table"] != FINDINGS].groupby("table", sort=False):
-            blocks.append(report.table_block(side_by_side(cells), f"{table}: published and ours"))
+            blocks.append(table_block(side_by_side(cells), f"{table}: published and ours"))
             notes = _notes(cells)
             if notes:
                 blocks.append("".join(f'<p class="small">{html.escape(n)}</p>' for n in notes))
         title = str(record.get("title") or name)
-        sections.append(report.Section(f"Study: {title}", blocks))
+        sections.append(Section(f"Study: {title}", blocks))
     return sections

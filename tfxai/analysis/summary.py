@@ -32,6 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tfxai import metadata
+
+from .directions import metric_direction
+from .settings import base_name
+
 DEFAULT_HIGH_CONFIDENCE = 0.9
 #: Names accepted in ``--by``, and the column each one maps to.
 GROUP_COLUMNS = {
@@ -212,11 +217,7 @@ def describe_rows(
 ) -> dict[str, float]:
     """:func:`describe` of ``frame[column]`` with the bootstrap over its ``image_id`` column (when
     present) and the range of ``metric``."""
-    from tfxai import metadata
-
     images = frame["image_id"] if "image_id" in frame.columns else None
-    from .settings import base_name
-
     span = metadata.value_range(base_name(metric)) if metric is not None else None
     return describe(frame[column], images, ci, span)
 
@@ -227,12 +228,8 @@ def group_comparability(frame: pd.DataFrame, metric: str, variant: str) -> tuple
     Rows computed with several parameter sets (other than the seed and recorded data statistics)
     are pooled by the summary, so they are comparable only when every set is.
     """
-    from tfxai import metadata
-
     raw = frame["metric_params"] if "metric_params" in frame.columns else pd.Series([None])
     texts = sorted({None if pd.isna(v) else str(v) for v in raw}, key=str)
-    from .settings import base_name
-
     found = [metadata.comparability(base_name(metric), t, variant) for t in texts or [None]]
     bad = [f for f in found if not f.comparable]
     if bad:
@@ -252,8 +249,6 @@ def summarise(
     Rows are sorted by the keys, so the output is deterministic. With ``ci`` (the default) each row has
     a bootstrap interval over images, ``n``, ``out_of_range``, ``direction`` and ``comparable``.
     """
-    from .directions import metric_direction
-
     keys = list(dict.fromkeys([*by, "metric", "variant"]))
     missing = [k for k in keys if k not in scores.columns]
     if missing:
