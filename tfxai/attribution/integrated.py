@@ -15,6 +15,10 @@ VGG16 never holds 256 images' activations.
 
 Baselines, noise and perturbations are defined in [0, 1]-scaled input space and applied to
 RGB 0..255 images (σ = 0.5 means 127.5 in 0..255 units).
+
+The quadrature rules live in :mod:`tfxai.attribution.quadrature` (fixed rules, Gauss–Legendre) and
+:mod:`tfxai.attribution.integrated_adaptive` (IG's adaptive rule); their names are importable from
+here too.
 """
 
 from __future__ import annotations
@@ -30,18 +34,19 @@ import tensorflow as tf
 from tfxai.attribution.base import Attributer, Param, above, at_least, register
 from tfxai.attribution.deeplift import gaussian_blur
 from tfxai.attribution.gradients import accumulate_gradients, rows_normal, rows_uniform
+from tfxai.attribution.integrated_adaptive import (
+    ADAPTIVE_NODES,
+    compile_round,
+    integrate_adaptive,
+)
+from tfxai.attribution.quadrature import FIXED_RULES, gauss_legendre, ig_path
 
 __all__ = ["IntegratedGradients", "GradientShap", "make_baseline", "ig_path", "gauss_legendre",
-           "BASELINES", "RULES", "ALPHA_SAMPLING"]
+           "BASELINES", "RULES", "ALPHA_SAMPLING", "ADAPTIVE_NODES", "FIXED_RULES"]
 
 BASELINES = ("black", "uniform", "gaussian", "blur", "max_distance")
-RULES = ("riemann_right", "trapezoid", "gauss_legendre", "adaptive")
-FIXED_RULES = RULES[:3]
+RULES = (*FIXED_RULES, "adaptive")
 ALPHA_SAMPLING = ("uniform", "stratified", "gauss_legendre")
-
-#: Gauss–Legendre nodes per segment of the adaptive rule (odd: the centre node is the
-#: midpoint, where a split needs F; 1 = the midpoint rule, see :class:`IntegratedGradients`)
-ADAPTIVE_NODES = 1
 
 _SALT_BASELINE = 0x1B5
 _SALT_ALPHA = 0x6A1
@@ -76,43 +81,6 @@ def make_baseline(
     if kind == "max_distance":
         return tf.where(x < 127.5, 255.0, 0.0)
     raise ValueError(f"baseline must be one of {BASELINES}, got {kind!r}")
-
-
-def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n-point Gauss–Legendre rule on [0, 1]: nodes (increasing) and weights (Σ w = 1).
-
-    numpy's :func:`numpy.polynomial.legendre.leggauss` on [−1, 1], mapped by α = (t + 1)/2,
-    w = w_t/2. Exact for polynomials of degree ≤ 2n − 1; every node is interior (no gradient at
-    the baseline or the input) [Gauss 1814; e.g. Davis & Rabinowitz, "Methods of Numerical
-    Integration", §2.7].
-    """
-    if n < 1:
-        raise ValueError(f"gauss_legendre needs n >= 1, got {n}")
-    t, w = np.polynomial.legendre.leggauss(int(n))
-    return (t + 1.0) / 2.0, w / 2.0
-
-
-def ig_path(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
-    """Path positions α_k and quadrature weights w_k (Σ w = 1) of a fixed rule.
-
-    ``riemann_right``: α = k/m, k = 1..m, w = 1/m (eq. 3 of Sundararajan 2017).
-    ``trapezoid``: α = k/m, k = 0..m, w = 1/m with the two ends halved (m + 1 gradients).
-    ``gauss_legendre``: the m-point Gauss–Legendre rule on [0, 1] (:func:`gauss_legendre`;
-    m gradients, exact for a path integrand that is a polynomial of degree ≤ 2m − 1).
-    The ``adaptive`` rule has no fixed path: see :class:`IntegratedGradients`.
-    """
-    if rule == "gauss_legendre":
-        alphas, weights = gauss_legendre(steps)
-    elif rule == "riemann_right":
-        alphas = np.arange(1, steps + 1, dtype=np.float64) / steps
-        weights = np.full(steps, 1.0 / steps)
-    elif rule == "trapezoid":
-        alphas = np.arange(0, steps + 1, dtype=np.float64) / steps
-        weights = np.full(steps + 1, 1.0 / steps)
-        weights[[0, -1]] *= 0.5
-    else:
-        raise ValueError(f"rule must be one of {FIXED_RULES}, got {rule!r}")
-    return alphas.astype(np.float32), weights.astype(np.float32)
 
 
 class _SeededGradientMethod(Attributer):
@@ -269,139 +237,20 @@ class IntegratedGradients(_SeededGradientMethod):
 
     # ------------------------------------------------------------------ adaptive rule
     def _compile_adaptive(self) -> None:
-        h, w = self.backbone.input_size
-        ints, floats = tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32)
         self._baseline_fn = self.compile(lambda x, t, s: self.baseline(x, s),
                                          extra=[tf.TensorSpec((None,), tf.int64)])
-        self._round_fn = tf.function(
-            self._round,
-            input_signature=[tf.TensorSpec((None, h, w, 3), tf.float32)] * 2
-            + [ints, ints, floats, floats, ints, ints, ints, floats],
-            reduce_retracing=True,
-        )
-
-    def _round(self, x0: tf.Tensor, delta: tf.Tensor, targets: tf.Tensor, g_img: tf.Tensor,
-               g_alpha: tf.Tensor, g_weight: tf.Tensor, g_seg: tf.Tensor, seg_img: tf.Tensor,
-               f_img: tf.Tensor, f_alpha: tf.Tensor
-               ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """One refinement round, compiled: the weighted gradient sums of new segments.
-
-        Gradient rows r (image ``g_img[r]``, path position ``g_alpha[r]``, weight
-        ``g_weight[r]``) are summed into segment ``g_seg[r]`` (of image ``seg_img[g_seg[r]]``);
-        forward-only rows give the target logit at ``x' + f_alpha·(x − x')``. Both run in chunks
-        of ``internal_batch_size`` rows.
-
-        Returns the (S, H, W, 3) sums, their completeness shares Q = Σ sum·(x − x') (S,), the
-        target logit at every gradient row (the forward half of the gradient pass, free), and
-        the forward-only values.
-        """
-        chunk = self.params["internal_batch_size"]
-        n_seg = tf.shape(seg_img)[0]
-        acc = tf.zeros(tf.concat([[n_seg], tf.shape(x0)[1:]], 0))
-
-        def points(rows: tf.Tensor, img_of: tf.Tensor, alpha_of: tf.Tensor
-                   ) -> tuple[tf.Tensor, tf.Tensor]:
-            img = tf.gather(img_of, rows)
-            a = tf.reshape(tf.gather(alpha_of, rows), (-1, 1, 1, 1))
-            return tf.gather(x0, img) + a * tf.gather(delta, img), tf.gather(targets, img)
-
-        def pieces(n: tf.Tensor) -> tf.TensorArray:
-            return tf.TensorArray(tf.float32, size=(n + chunk - 1) // chunk,
-                                  infer_shape=False, element_shape=tf.TensorShape([None]))
-
-        n_grad = tf.shape(g_img)[0]
-        g_values = pieces(n_grad)
-        for i in tf.range((n_grad + chunk - 1) // chunk):
-            rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_grad))
-            pts, t = points(rows, g_img, g_alpha)
-            with tf.GradientTape() as tape:
-                tape.watch(pts)
-                score = tf.gather(self._logits(pts), t, batch_dims=1)
-            grads = tape.gradient(score, pts)
-            wts = tf.reshape(tf.gather(g_weight, rows), (-1, 1, 1, 1))
-            acc += tf.math.unsorted_segment_sum(grads * wts, tf.gather(g_seg, rows), n_seg)
-            g_values = g_values.write(i, score)
-        q = tf.reduce_sum(acc * tf.gather(delta, seg_img), axis=[1, 2, 3])
-        n_fwd = tf.shape(f_img)[0]
-        f_values = pieces(n_fwd)
-        for i in tf.range((n_fwd + chunk - 1) // chunk):
-            rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_fwd))
-            pts, t = points(rows, f_img, f_alpha)
-            f_values = f_values.write(i, tf.gather(self._logits(pts), t, batch_dims=1))
-        return acc, q, g_values.concat(), f_values.concat()
+        self._round_fn = compile_round(self._logits, self.params["internal_batch_size"],
+                                       self.backbone.input_size)
 
     def _adaptive(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray
                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        n = int(x.shape[0])
-        k = ADAPTIVE_NODES
-        budget, tol = self.params["steps"], self.params["tolerance"]
-        nodes, weights = gauss_legendre(k)  # k odd: the centre node is the midpoint
+        """The adaptive rule (:mod:`tfxai.attribution.integrated_adaptive`): the attribution and
+        the diagnostics of a batch."""
         x0 = self._baseline_fn(x, targets, tf.constant(seeds, tf.int64))
         delta = x - x0
-        # per image, one entry per segment (a leaf of the bisection tree)
-        lo: list[list[float]] = [[] for _ in range(n)]
-        hi: list[list[float]] = [[] for _ in range(n)]
-        f_lo: list[list[float]] = [[] for _ in range(n)]
-        f_hi: list[list[float]] = [[] for _ in range(n)]
-        f_mid: list[list[float]] = [[] for _ in range(n)]
-        q: list[list[float]] = [[] for _ in range(n)]
-        sums: list[list[np.ndarray]] = [[] for _ in range(n)]
-        grads, fwds = np.zeros(n, np.int64), np.zeros(n, np.int64)
-
-        def evaluate(new: list[tuple[int, int, float, float, float, float]],
-                     points: list[tuple[int, float]]) -> np.ndarray:
-            """Evaluate new segments (image, slot, a, b, F(a), F(b)); slot == len → append;
-            and forward-only points (image, α), whose values are returned."""
-            img = np.array([s[0] for s in new], np.int32)
-            a = np.array([s[2] for s in new])
-            b = np.array([s[3] for s in new])
-            acc, qs, gv, fv = self._round_fn(
-                x0, delta, targets, tf.constant(np.repeat(img, k)),
-                tf.constant((a[:, None] + (b - a)[:, None] * nodes[None]).ravel(), tf.float32),
-                tf.constant(((b - a)[:, None] * weights[None]).ravel(), tf.float32),
-                tf.constant(np.repeat(np.arange(len(new), dtype=np.int32), k)),
-                tf.constant(img),
-                tf.constant(np.array([p[0] for p in points], np.int32)),
-                tf.constant(np.array([p[1] for p in points]), tf.float32),
-            )
-            acc, qs, gv = acc.numpy(), qs.numpy(), gv.numpy().reshape(len(new), k)
-            for j, (i, s, sa, sb, fa, fb) in enumerate(new):
-                values = (sa, sb, fa, fb, float(gv[j, k // 2]), float(qs[j]), acc[j])
-                for store, v in zip((lo, hi, f_lo, f_hi, f_mid, q, sums), values, strict=True):
-                    if s == len(store[i]):
-                        store[i].append(v)
-                    else:
-                        store[i][s] = v
-                grads[i] += k
-            for i, _ in points:
-                fwds[i] += 1
-            return fv.numpy().astype(np.float64)
-
-        ends = evaluate([(i, 0, 0.0, 1.0, 0.0, 0.0) for i in range(n)],
-                        [(i, a) for i in range(n) for a in (0.0, 1.0)])
-        f_start, f_end = ends[0::2], ends[1::2]
-        for i in range(n):
-            f_lo[i][0], f_hi[i][0] = f_start[i], f_end[i]
-        scale = np.maximum(np.abs(f_end - f_start), 1e-12)
-        while True:
-            resid = [np.asarray(q[i]) - (np.asarray(f_hi[i]) - np.asarray(f_lo[i]))
-                     for i in range(n)]
-            err = np.array([abs(r.sum()) for r in resid]) / scale
-            active = np.flatnonzero((err > tol) & (grads + 2 * k <= budget))
-            if not len(active):
-                break
-            new = []
-            for i in active:
-                s = int(np.argmax(np.abs(resid[i])))
-                a, b, fm = lo[i][s], hi[i][s], f_mid[i][s]
-                mid = 0.5 * (a + b)
-                new += [(i, s, a, mid, f_lo[i][s], fm), (i, len(lo[i]), mid, b, fm, f_hi[i][s])]
-            evaluate(new, [])
-        total = np.array([sum(q[i]) for i in range(n)])
-        diag = {"gradient_evaluations": grads, "forward_passes": fwds,
-                "completeness_error": np.abs(total - (f_end - f_start)) / scale}
-        out = np.stack([np.sum(sums[i], axis=0) for i in range(n)])
-        return delta.numpy() * out, diag
+        sums, diag = integrate_adaptive(self._round_fn, x0, delta, targets,
+                                        self.params["steps"], self.params["tolerance"])
+        return delta.numpy() * sums, diag
 
 
 # --------------------------------------------------------------------------------------- SHAP

@@ -13,10 +13,24 @@ regression) — and replaces only the sample builder: masks × segments → imag
 step, fed to the model in large batches. For the same seed the superpixel weights are those of
 ``LimeImageExplainer(random_state=seed).explain_instance(...)``.
 
-Fewer model calls (issue 18): ``sampling="paired"`` follows each of lime's random masks by its
-complement (antithetic coalitions), and ``stop="topk_stable"`` evaluates the masks in blocks and
-stops once the top-k superpixel set has not changed over successive blocks. Both keep lime's
-kernel and regression, and so its estimand; see :func:`lime_explain`.
+With ``sampling="lime"`` and ``stop="none"`` (the defaults), :func:`lime_explain` reproduces
+lime's ``explain_instance`` step by step:
+
+1. ``rs = RandomState(seed)``; lime draws ``rs.randint(0, 1000)`` as the segmenter's seed;
+2. ``segments = segmenter(image / 255)`` — the segmenter sees the image in [0, 1], the range
+   scikit-image expects for float images (what lime does on a uint8 image);
+3. ``data = rs.randint(0, 2, num_samples * n).reshape(num_samples, n)``, ``data[0] = 1``;
+4. the perturbed images, built ``chunk`` rows at a time by :func:`perturbed_images` and passed
+   to ``predict_fn`` (which should batch them on the model);
+5. cosine distances of the rows to ``data[0]`` (sklearn), lime's kernel of width
+   ``kernel_width``, and ``LimeBase.explain_instance_with_data`` with feature selection
+   ``auto`` over all superpixels and lime's ``Ridge(alpha=1)``.
+
+Fewer model calls for the same explanation (issue 18; steps 1, 2 and 5 are unchanged):
+``sampling="paired"`` (step 3 becomes :func:`lime_rows` ``(..., "paired")``) follows each of lime's
+random masks by its complement (antithetic coalitions), and ``stop="topk_stable"`` evaluates the
+masks in blocks and stops once the top-k superpixel set has not changed over successive blocks.
+Both keep lime's kernel and regression, and so its estimand; see :func:`lime_explain`.
 """
 
 from __future__ import annotations
@@ -218,30 +232,10 @@ def lime_explain(
     With ``sampling="lime"`` and ``stop="none"`` (the defaults) it reproduces
     ``LimeImageExplainer(kernel_width, random_state=seed).explain_instance(image,
     predict_fn, labels=(target,), top_labels=None, hide_color=..., num_samples=...,
-    segmentation_fn=segmenter)`` step by step:
-
-    1. ``rs = RandomState(seed)``; lime draws ``rs.randint(0, 1000)`` as the segmenter's seed;
-    2. ``segments = segmenter(image / 255)`` — the segmenter sees the image in [0, 1], the range
-       scikit-image expects for float images (what lime does on a uint8 image);
-    3. ``data = rs.randint(0, 2, num_samples * n).reshape(num_samples, n)``, ``data[0] = 1``;
-    4. the perturbed images, built ``chunk`` rows at a time by :func:`perturbed_images` and passed
-       to ``predict_fn`` (which should batch them on the model);
-    5. cosine distances of the rows to ``data[0]`` (sklearn), lime's kernel of width
-       ``kernel_width``, and ``LimeBase.explain_instance_with_data`` with feature selection
-       ``auto`` over all superpixels and lime's ``Ridge(alpha=1)``.
-
-    Fewer model calls for the same explanation (steps 1, 2 and 5 are unchanged):
-
-    * ``sampling="paired"``: step 3 becomes :func:`lime_rows` ``(..., "paired")``, lime's own
-      draws each followed by its complement (antithetic coalitions).
-    * ``stop="topk_stable"``: ``num_samples`` becomes the maximum. The rows are evaluated in
-      blocks of ``block``; after each block the regression is fitted on all rows so far, and the
-      run stops as soon as the set of the ``stop_k`` first superpixels of the ranking has been
-      the same at ``patience`` + 1 successive blocks (so at least ``(patience + 1)·block``
-      rows). The returned weights are the fit on the rows evaluated. With ``sampling="lime"``
-      the rows are lime's in lime's order, so a run that goes to ``num_samples`` gives lime's
-      weights.
-
+    segmentation_fn=segmenter)`` step by step (the five steps: module docstring).
+    ``sampling="paired"`` draws lime's masks each followed by its complement (:func:`lime_rows`);
+    ``stop="topk_stable"`` makes ``num_samples`` the maximum and stops once the ``stop_k`` first
+    superpixels are stable over ``patience`` + 1 blocks of ``block`` rows (:func:`_fit_until_stable`).
     The result is deterministic for a seed, whatever the batching (``chunk``).
 
     Args:
@@ -257,39 +251,73 @@ def lime_explain(
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
     rs = np.random.RandomState(int(seed) % 2**32)
+    image = np.asarray(image)
+    segments = _segments(image, rs, segmenter, segmentation)
+    fudged = hide_image(image, segments, hide_color, blur_sigma)
+    data = lime_rows(rs, num_samples, int(np.unique(segments).shape[0]), sampling)
+    predict = partial(_predict_rows, predict_fn, image, fudged, segments, data, chunk)
+    if stop == "none":
+        used = num_samples
+        fit = _lime_fit(data, np.concatenate(predict(0, used)), target, kernel_width, rs)
+    else:
+        used, fit = _fit_until_stable(predict, data, target, kernel_width, rs,
+                                      stop_k, block, patience)  # fmt: skip
+    return _result(segments, fit, used)
+
+
+def _segments(image: np.ndarray, rs: np.random.RandomState,
+              segmenter: Callable[[np.ndarray], np.ndarray] | None, segmentation: str
+              ) -> np.ndarray:
+    """Steps 1–2: lime's draw of the segmenter's seed (made even when a ``segmenter`` is given,
+    so the masks that follow are lime's), and the superpixels labelled 0..n−1."""
     seg_seed = rs.randint(0, high=1000)  # lime's draw when random_seed is None
     if segmenter is None:
         segmenter = make_segmenter(segmentation, random_seed=seg_seed)
-    image = np.asarray(image)
-    segments = _relabel(np.asarray(segmenter(image / 255.0)))
-    fudged = hide_image(image, segments, hide_color, blur_sigma)
-    n_features = int(np.unique(segments).shape[0])
-    data = lime_rows(rs, num_samples, n_features, sampling)
+    return _relabel(np.asarray(segmenter(image / 255.0)))
 
-    def predict(lo: int, hi: int) -> list[np.ndarray]:
-        return [np.asarray(predict_fn(perturbed_images(image, fudged, segments,
-                                                       data[i : min(i + chunk, hi)])))
-                for i in range(lo, hi, chunk)]
 
-    if stop == "none":
-        used = num_samples
-        labels = np.concatenate(predict(0, used))
-        fit = _lime_fit(data, labels, target, kernel_width, rs)
-    else:
-        parts: list[np.ndarray] = []
-        history: list[frozenset[int]] = []
-        used = 0
-        while used < num_samples:
-            end = min(used + block, num_samples)
-            parts += predict(used, end)
-            used = end
-            fit = _lime_fit(data[:used], np.concatenate(parts), target, kernel_width, rs)
-            history.append(frozenset(k for k, _ in fit[1][:stop_k]))
-            if len(history) > patience and len(set(history[-patience - 1 :])) == 1:
-                break
+def _predict_rows(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                  fudged: np.ndarray, segments: np.ndarray, data: np.ndarray, chunk: int,
+                  lo: int, hi: int) -> list[np.ndarray]:
+    """Step 4: the model's outputs for rows ``lo..hi`` of ``data``, ``chunk`` perturbed images
+    at a time (:func:`perturbed_images`)."""
+    return [np.asarray(predict_fn(perturbed_images(image, fudged, segments,
+                                                   data[i : min(i + chunk, hi)])))
+            for i in range(lo, hi, chunk)]  # fmt: skip
+
+
+def _fit_until_stable(predict: Callable[[int, int], list[np.ndarray]], data: np.ndarray,
+                      target: int, kernel_width: float, rs: np.random.RandomState,
+                      stop_k: int, block: int, patience: int) -> tuple[int, tuple[Any, ...]]:
+    """``stop="topk_stable"``: the rows used and lime's fit on them.
+
+    The rows are evaluated in blocks of ``block``; after each block the regression is fitted on
+    all rows so far, and the run stops as soon as the set of the ``stop_k`` first superpixels of
+    the ranking has been the same at ``patience`` + 1 successive blocks (so at least
+    ``(patience + 1)·block`` rows), else at all of ``data``. The returned fit is the one on the
+    rows evaluated. With ``sampling="lime"`` the rows are lime's in lime's order, so a run that
+    goes to the end gives lime's weights.
+    """
+    num_samples = len(data)
+    parts: list[np.ndarray] = []
+    history: list[frozenset[int]] = []
+    used = 0
+    while used < num_samples:
+        end = min(used + block, num_samples)
+        parts += predict(used, end)
+        used = end
+        fit = _lime_fit(data[:used], np.concatenate(parts), target, kernel_width, rs)
+        history.append(frozenset(k for k, _ in fit[1][:stop_k]))
+        if len(history) > patience and len(set(history[-patience - 1 :])) == 1:
+            break
+    return used, fit
+
+
+def _result(segments: np.ndarray, fit: tuple[Any, ...], used: int) -> LimeResult:
+    """A :class:`LimeResult` from lime's ``(intercept, local_exp, score, local_pred)``."""
     intercept, exp, score, local_pred = fit
     ranking = np.asarray([k for k, _ in exp], dtype=np.int64)
-    weights = np.zeros(n_features, np.float64)
+    weights = np.zeros(int(np.unique(segments).shape[0]), np.float64)
     weights[ranking] = [w for _, w in exp]
     return LimeResult(segments, weights, ranking, float(intercept), float(score),
                       float(np.ravel(local_pred)[0]), int(used))
