@@ -320,7 +320,7 @@ class Erdem2021Reliability(Study):
 
     def rows(self, ctx: StudyContext) -> list[dict[str, Any]]:
         from tfxai.analysis import AnalysisOptions, load_results
-        from tfxai.analysis.pipeline import compute_tables
+        from tfxai.analysis.tables import compute_tables
 
         pub = self.published()["findings"]
         try:
@@ -330,61 +330,79 @@ class Erdem2021Reliability(Study):
         tables, _ = compute_tables(results, AnalysisOptions(**self.analysis_options(ctx)))
         test = tables["reliability"]
         family = ", ".join(str(m) for m in tables["model_info"]["model_id"])
-        scores = tables["_scores"]
-        infidelity = _label(scores, "infidelity", INFIDELITY)
+        infidelity = _label(tables["_scores"], "infidelity", INFIDELITY)
         flagged = _independent(ctx.out)
-        out = []
-        for finding, metric, variant, expected in (
-            ("infidelity", infidelity, "", "unreliable"),
-            ("sensitivity", "max_sensitivity", "", "order-preserving"),
-        ):
-            rows = test[(test["metric"] == metric) & (test["variant"] == variant)]
-            verdict_rows = rows[rows["scope"] == "verdict"]
-            if verdict_rows.empty:
-                out.append(finding_row(self.name, finding, pub[finding], None, family,
-                                       f"{metric}: no reliability test (no values)"))
-                continue
-            v = verdict_rows.iloc[0]
-            within = rows[rows["scope"] != "verdict"]
-            text = (f"{metric}{' [' + variant + ']' if variant else ''}: verdict {v['verdict']} "
-                    f"(pair share {_f(v['pair_share'])}, Kendall's W {_f(v['kendalls_w'])}, "
-                    f"{int(v['n_models'])} models, {int(v['n_methods'])} methods)")
-            if isinstance(v.get("reason"), str) and v["reason"]:
-                text += f"; {v['reason']}"
-            if finding == "sensitivity":
-                rel = test[(test["metric"] == metric) & (test["variant"] == "relative")
-                           & (test["scope"] == "verdict")]
-                if len(rel):
-                    text += (f"; relative variant: verdict {rel.iloc[0]['verdict']} (pair share "
-                             f"{_f(rel.iloc[0]['pair_share'])}, W {_f(rel.iloc[0]['kendalls_w'])})")
-            if flagged:
-                text += ("; input-independent on these models (runs.jsonl): "
-                         + ", ".join(f"{m} on {Path(model).stem}" for model, m in sorted(flagged))
-                         + " (its sensitivity is 0 by construction)")
-            if v["verdict"] == "insufficient data":
-                holds = None
-            elif expected == "unreliable":
-                holds = v["verdict"] == "unreliable"
-            else:  # consistent within the architecture; across is testable with several only
-                holds = v["verdict"] in ("order-preserving", "reliable")
-                if "across" not in set(within["scope"]):
-                    text += ("; one architecture: only 'consistent within an architecture' is "
-                             "tested, not 'inconsistent across'")
-            out.append(finding_row(self.name, finding, pub[finding], holds, family, text))
+        out = [
+            self._finding(test, finding, metric, expected, pub[finding], family, flagged)
+            for finding, metric, expected in (
+                ("infidelity", infidelity, "unreliable"),
+                ("sensitivity", "max_sensitivity", "order-preserving"),
+            )
+        ]
         for metric, label in ((infidelity, "infidelity (Erdem: not normalised)"),
                               ("max_sensitivity", "max-sensitivity (absolute, as Erdem)")):
-            rows = test[(test["metric"] == metric) & (test["variant"] == "")
-                        & (test["scope"] == "verdict")]
             statement = pub["infidelity" if metric == infidelity else "sensitivity"]
-            for column in ("pair_share", "kendalls_w"):
-                value = float(rows.iloc[0][column]) if len(rows) else math.nan
-                out.append({"study": self.name, "table": "Reliability test (one family of models)",
-                            "row": label, "column": column, "ours": value,
-                            "ours_ci_low": math.nan, "ours_ci_high": math.nan,
-                            "n": int(rows.iloc[0]["n_models"]) if len(rows) else 0,
-                            "published": statement, "model": family,
-                            "note": "n = models; REFERENCE.md gives the finding, not the numbers"})
+            out.extend(self._numbers(test, metric, label, statement, family))
         return out
+
+    def _finding(self, test: pd.DataFrame, finding: str, metric: str, expected: str,
+                 statement: str, family: str, flagged: set[tuple[str, str]]) -> dict[str, Any]:
+        """Whether ``metric``'s verdict is the ``expected`` one on the model family, with the
+        reliability test's numbers as evidence."""
+        rows = test[(test["metric"] == metric) & (test["variant"] == "")]
+        verdict_rows = rows[rows["scope"] == "verdict"]
+        if verdict_rows.empty:
+            return finding_row(self.name, finding, statement, None, family,
+                               f"{metric}: no reliability test (no values)")
+        v = verdict_rows.iloc[0]
+        text = _verdict_text(test, metric, v, relative=finding == "sensitivity", flagged=flagged)
+        if v["verdict"] == "insufficient data":
+            holds = None
+        elif expected == "unreliable":
+            holds = v["verdict"] == "unreliable"
+        else:  # consistent within the architecture; across is testable with several only
+            holds = v["verdict"] in ("order-preserving", "reliable")
+            if "across" not in set(rows[rows["scope"] != "verdict"]["scope"]):
+                text += ("; one architecture: only 'consistent within an architecture' is "
+                         "tested, not 'inconsistent across'")
+        return finding_row(self.name, finding, statement, holds, family, text)
+
+    def _numbers(self, test: pd.DataFrame, metric: str, label: str, statement: str,
+                 family: str) -> list[dict[str, Any]]:
+        """The pair share and Kendall's W of ``metric`` on the family (the study gives only the
+        finding, not the numbers)."""
+        rows = test[(test["metric"] == metric) & (test["variant"] == "")
+                    & (test["scope"] == "verdict")]
+        return [{"study": self.name, "table": "Reliability test (one family of models)",
+                 "row": label, "column": column,
+                 "ours": float(rows.iloc[0][column]) if len(rows) else math.nan,
+                 "ours_ci_low": math.nan, "ours_ci_high": math.nan,
+                 "n": int(rows.iloc[0]["n_models"]) if len(rows) else 0,
+                 "published": statement, "model": family,
+                 "note": "n = models; REFERENCE.md gives the finding, not the numbers"}
+                for column in ("pair_share", "kendalls_w")]  # fmt: skip
+
+
+def _verdict_text(test: pd.DataFrame, metric: str, v: pd.Series, relative: bool,
+                  flagged: set[tuple[str, str]]) -> str:
+    """The evidence of a reliability finding: the verdict ``v`` with its numbers and reason, the
+    ``relative`` variant's verdict (sensitivity), and the input-independent methods."""
+    text = (f"{metric}: verdict {v['verdict']} "
+            f"(pair share {_f(v['pair_share'])}, Kendall's W {_f(v['kendalls_w'])}, "
+            f"{int(v['n_models'])} models, {int(v['n_methods'])} methods)")
+    if isinstance(v.get("reason"), str) and v["reason"]:
+        text += f"; {v['reason']}"
+    if relative:
+        rel = test[(test["metric"] == metric) & (test["variant"] == "relative")
+                   & (test["scope"] == "verdict")]
+        if len(rel):
+            text += (f"; relative variant: verdict {rel.iloc[0]['verdict']} (pair share "
+                     f"{_f(rel.iloc[0]['pair_share'])}, W {_f(rel.iloc[0]['kendalls_w'])})")
+    if flagged:
+        text += ("; input-independent on these models (runs.jsonl): "
+                 + ", ".join(f"{m} on {Path(model).stem}" for model, m in sorted(flagged))
+                 + " (its sensitivity is 0 by construction)")
+    return text
 
 
 def _label(scores: pd.DataFrame, metric: str, params: dict[str, Any]) -> str:
