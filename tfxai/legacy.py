@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from tfxai.backend import keras
+from tfxai.model_errors import ModelLoadError
 
 __all__ = ["load_keras2_archive", "convert_config", "keras2_weight_key", "keras3_name"]
 
@@ -77,8 +78,6 @@ def _resave_hint(path: Path) -> str:
 
 
 def _load_error(path: Path, version: str, reason: str) -> Exception:
-    from tfxai.models import ModelLoadError  # lazy: tfxai.models imports this module lazily too
-
     return ModelLoadError(
         f"{str(path)!r} was written by Keras {version} (a Keras 2 .keras archive) and cannot be "
         f"converted for Keras 3: {reason}. {_resave_hint(path)}"

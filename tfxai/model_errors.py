@@ -1,0 +1,18 @@
+"""The error and the warning of model loading, shared by :mod:`tfxai.models`,
+:mod:`tfxai.model_registry`, :mod:`tfxai.backbone` and :mod:`tfxai.legacy`.
+
+They live in this leaf module so that every loader can raise them without importing the others;
+:mod:`tfxai.models` re-exports both (``tfxai.models.ModelLoadError``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ModelLoadError", "RandomWeightsWarning"]
+
+
+class ModelLoadError(ValueError):
+    """A model name, file or weights option that cannot be loaded. The message says what to do."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """Emitted when a backbone is built with random weights: its explanations mean nothing."""
