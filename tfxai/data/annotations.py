@@ -52,6 +52,51 @@ def _int(node: ET.Element | None, tag: str, path: str) -> float:
         raise AnnotationError(f"{path}: <{tag}> is not a number: {child.text!r}") from None
 
 
+def _read_root(path: str) -> ET.Element:
+    """The root element of the XML file at ``path``; a missing or malformed file raises."""
+    try:
+        return ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: annotation file does not exist") from None
+    except ET.ParseError as exc:
+        raise AnnotationError(f"{path}: malformed XML ({exc})") from None
+
+
+def _image_size(root: ET.Element, path: str) -> tuple[int | None, int | None]:
+    """``(width, height)`` from ``<size>``, or ``(None, None)`` when absent or zero."""
+    size = root.find("size")
+    if size is None or size.find("width") is None or size.find("height") is None:
+        return None, None
+    width, height = int(_int(size, "width", path)), int(_int(size, "height", path))
+    if width <= 0 or height <= 0:  # some tools write 0x0: treat the size as unknown
+        return None, None
+    return width, height
+
+
+def _object_box(
+    bb: ET.Element, name: str, path: str, size: tuple[int | None, int | None], notes: list[str]
+) -> np.ndarray | None:
+    """One ``<bndbox>`` in 0-based half-open coordinates, clipped to ``size`` when known;
+    ``None`` for a zero-area box. Each fix is recorded in ``notes``."""
+    x0, y0 = _int(bb, "xmin", path) - 1, _int(bb, "ymin", path) - 1
+    x1, y1 = _int(bb, "xmax", path), _int(bb, "ymax", path)
+    box = np.array([x0, y0, x1, y1], dtype=np.float64)
+    width, height = size
+    if width is not None and height is not None:
+        clipped = np.clip(box, 0, [width, height, width, height])
+        # ImageNet writes 0 for the first pixel (VOC is 1-based): -1 → 0 is not an overflow
+        expected = np.where(box[:2] == -1, 0.0, box[:2])
+        if not (np.array_equal(clipped[:2], expected) and np.array_equal(clipped[2:], box[2:])):
+            notes.append(f"box of {name!r} outside the image clipped")
+        box = clipped
+    else:
+        box = np.maximum(box, 0)
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        notes.append(f"zero-area box of {name!r} dropped")
+        return None
+    return box
+
+
 def parse_voc(path: str | os.PathLike) -> Annotation:
     """Parse a Pascal-VOC XML file with any number of ``<object>`` entries.
 
@@ -63,18 +108,8 @@ def parse_voc(path: str | os.PathLike) -> Annotation:
         AnnotationError: unreadable or malformed XML, or a box with non-numeric coordinates.
     """
     p = str(path)
-    try:
-        root = ET.parse(p).getroot()
-    except FileNotFoundError:
-        raise AnnotationError(f"{p}: annotation file does not exist") from None
-    except ET.ParseError as exc:
-        raise AnnotationError(f"{p}: malformed XML ({exc})") from None
-    size = root.find("size")
-    width = height = None
-    if size is not None and size.find("width") is not None and size.find("height") is not None:
-        width, height = int(_int(size, "width", p)), int(_int(size, "height", p))
-        if width <= 0 or height <= 0:  # some tools write 0x0: treat the size as unknown
-            width = height = None
+    root = _read_root(p)
+    width, height = _image_size(root, p)
     notes: list[str] = []
     boxes, names, labels = [], [], []
     for obj in root.iter("object"):
@@ -83,20 +118,8 @@ def parse_voc(path: str | os.PathLike) -> Annotation:
         if bb is None:
             notes.append(f"object {name!r} without <bndbox> skipped")
             continue
-        x0, y0 = _int(bb, "xmin", p) - 1, _int(bb, "ymin", p) - 1
-        x1, y1 = _int(bb, "xmax", p), _int(bb, "ymax", p)
-        box = np.array([x0, y0, x1, y1], dtype=np.float64)
-        if width is not None and height is not None:
-            clipped = np.clip(box, 0, [width, height, width, height])
-            # ImageNet writes 0 for the first pixel (VOC is 1-based): -1 → 0 is not an overflow
-            expected = np.where(box[:2] == -1, 0.0, box[:2])
-            if not (np.array_equal(clipped[:2], expected) and np.array_equal(clipped[2:], box[2:])):
-                notes.append(f"box of {name!r} outside the image clipped")
-            box = clipped
-        else:
-            box = np.maximum(box, 0)
-        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-            notes.append(f"zero-area box of {name!r} dropped")
+        box = _object_box(bb, name, p, (width, height), notes)
+        if box is None:
             continue
         idx = synset_to_index(name) if name else None
         if idx is None:

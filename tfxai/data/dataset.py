@@ -43,7 +43,7 @@ from tfxai.data.masks import (
     mask_files,
     transform_mask,
 )
-from tfxai.data.names import compile_name_pattern
+from tfxai.data.names import NamePattern, compile_name_pattern
 
 __all__ = ["Sample", "Batch", "DatasetError", "ImageSet", "discover", "load_batch", "iter_batches",
            "load_images", "shard", "image_seeds"]
@@ -139,6 +139,51 @@ def _read_labels_csv(path: Path) -> dict[str, int | None]:
     return out
 
 
+def _list_paths(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+) -> tuple[list[Path], Path | None]:
+    """The image paths of ``source`` and its root folder (``None`` unless it is a folder);
+    mask files in a folder are not images."""
+    if not isinstance(source, (str, os.PathLike)):
+        return [Path(p) for p in source], None
+    src = Path(source)
+    if not src.exists():
+        raise DatasetError(f"image source {str(src)!r} does not exist")
+    if src.is_dir():
+        paths = sorted(p for p in src.rglob("*") if _is_image(p))
+        masks = mask_files(paths)
+        return [p for p in paths if p not in masks], src
+    if src.suffix.lower() in IMAGE_EXTENSIONS:
+        return [src], None
+    return _read_list(src), None
+
+
+def _name_pattern(name_pattern: str | None) -> NamePattern | None:
+    """The compiled file-name pattern, or ``None``; a bad pattern is a :class:`DatasetError`."""
+    try:
+        return compile_name_pattern(name_pattern) if name_pattern else None
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _label_of(
+    path: Path, image_id: str, root: Path | None, csv_labels: dict[str, int | None],
+    pattern: NamePattern | None,
+) -> tuple[int | None, str]:
+    """An image's label and where it came from (``"csv"``, ``"name"``, ``"folder"`` or ``""``),
+    in that order of precedence."""
+    label = csv_labels.get(image_id, csv_labels.get(path.stem))
+    source = "csv" if label is not None else ""
+    if label is None and pattern is not None:
+        found = pattern.read(path.stem)
+        if found.matched:  # a synset outside ImageNet-1k matches without a label
+            label, source = found.label, "name"
+    if label is None and not source and root is not None and path.parent != root:
+        label = synset_to_index(path.parent.name)
+        source = "folder" if label is not None else ""
+    return label, source
+
+
 def discover(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     annotations: str | os.PathLike | None = None,
@@ -156,22 +201,7 @@ def discover(
     Raises:
         DatasetError: the source does not exist or holds no image, or a bad CSV or name pattern.
     """
-    root: Path | None = None
-    if isinstance(source, (str, os.PathLike)):
-        src = Path(source)
-        if not src.exists():
-            raise DatasetError(f"image source {str(src)!r} does not exist")
-        if src.is_dir():
-            root = src
-            paths = sorted(p for p in src.rglob("*") if _is_image(p))
-            masks = mask_files(paths)
-            paths = [p for p in paths if p not in masks]
-        elif src.suffix.lower() in IMAGE_EXTENSIONS:
-            paths = [src]
-        else:
-            paths = _read_list(src)
-    else:
-        paths = [Path(p) for p in source]
+    paths, root = _list_paths(source)
     if not paths:
         raise DatasetError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {str(source)!r}"
@@ -180,25 +210,14 @@ def discover(
     if ann_dir is not None and not ann_dir.is_dir():
         raise DatasetError(f"annotations folder {str(ann_dir)!r} does not exist")
     csv_labels = _read_labels_csv(Path(labels_csv)) if labels_csv is not None else {}
-    try:
-        pattern = compile_name_pattern(name_pattern) if name_pattern else None
-    except ValueError as exc:
-        raise DatasetError(str(exc)) from None
+    pattern = _name_pattern(name_pattern)
     samples = []
     for p in paths:
         image_id = _image_id(p, root)
         ann = _find_annotation(p, image_id, ann_dir)
-        label = csv_labels.get(image_id, csv_labels.get(p.stem))
-        source = "csv" if label is not None else ""
-        if label is None and pattern is not None:
-            found = pattern.read(p.stem)
-            if found.matched:  # a synset outside ImageNet-1k matches without a label
-                label, source = found.label, "name"
-        if label is None and not source and root is not None and p.parent != root:
-            label = synset_to_index(p.parent.name)
-            source = "folder" if label is not None else ""
+        label, label_source = _label_of(p, image_id, root, csv_labels, pattern)
         samples.append(Sample(image_id=image_id, path=p, label=label, annotation_path=ann,
-                              label_source=source))
+                              label_source=label_source))
     _make_ids_unique(samples, root)
     for s in samples:  # after the ids are final: masks may be named by image id
         s.mask_path = find_mask(s.path, s.image_id, ann_dir)
