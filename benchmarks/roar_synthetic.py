@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tfxai.attribution.base import list_methods
+from tfxai.attribution.registry import list_methods
 from tfxai.data.synthetic import make_synthetic_dataset
 from tfxai.training import roar
 

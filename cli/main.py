@@ -67,7 +67,7 @@ def models_cmd(wide: bool) -> None:
 @wide_option
 def methods_cmd(wide: bool) -> None:
     """Attribution methods with their parameters and defaults."""
-    from tfxai.attribution.base import method_info
+    from tfxai.attribution.registry import method_info
 
     rows = [[r["name"], ", ".join(f"{k}={v!r}" for k, v in r["params"].items()) or "-",
              r["summary"]] for r in method_info()]
@@ -88,7 +88,7 @@ def _better(row: dict[str, Any]) -> str:
 @wide_option
 def metrics_cmd(wide: bool) -> None:
     """Evaluation metrics with family, direction (per variant), comparability, needs and defaults."""
-    from tfxai.evaluation.base import metric_info
+    from tfxai.evaluation.registry import metric_info
 
     rows = [[r["name"], r["family"], _better(r), r["comparable"],
              ",".join(r["needs"]) or "-", ",".join(r["variants"]) or "-",
@@ -123,7 +123,7 @@ def _defaults(kw: dict[str, Any]) -> None:
 
 
 def _config(kw: dict[str, Any], metrics: str | None = None):
-    from tfxai.attribution.base import list_methods
+    from tfxai.attribution.registry import list_methods
     from tfxai.run import RunConfig
 
     params = parse_params(kw["params"])

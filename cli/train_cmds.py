@@ -40,7 +40,7 @@ def _fractions(low_open: bool = True):
 
 
 def _methods(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    from tfxai.attribution.base import list_methods
+    from tfxai.attribution.registry import list_methods
 
     items = _split(value)
     if not items:

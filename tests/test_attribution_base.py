@@ -21,12 +21,10 @@ from tfxai.attribution.base import (
     Attributer,
     Param,
     canonical_params,
-    get_attributer,
-    list_methods,
-    method_info,
     to_map,
     validate_params,
 )
+from tfxai.attribution.registry import get_attributer, list_methods, method_info
 from tfxai.backend import keras
 from tfxai.models import RandomWeightsWarning
 

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from conftest import write_boxed_images
 from tfxai.cli.main import main
 
+from tfxai.pipeline import RunConfig, Session, run_local
 from tfxai.results import PREDICTION_KEY, SCORE_KEY, AttributionStore, merge_results
-from tfxai.run import RunConfig, _run_local, _Session, run_attribute, run_evaluate
+from tfxai.run import run_attribute, run_evaluate
 
 METHODS = ["gradcam", "saliency+smoothgrad"]
 METRICS = ["iou", "box_iou"]
@@ -130,8 +131,8 @@ def test_compiled_functions_are_traced_once(tiny_cnn_file, images, tmp_path):
     """Batches of varying size (5, 5, 2) reuse the attributers' and the model's tf.functions."""
     cfg = RunConfig(models=[str(tiny_cnn_file)], methods=["gradcam", "saliency"], images=images,
                     out=tmp_path / "r", batch_size=5, progress=False)
-    session = _Session(cfg)
-    summary = _run_local(cfg, "attribute", session=session)
+    session = Session(cfg)
+    summary = run_local(cfg, "attribute", session=session)
     assert summary.computed == 2 * N_IMAGES
     bb = session.backbone(str(tiny_cnn_file))
     atts = session.attributers(bb)
@@ -140,7 +141,7 @@ def test_compiled_functions_are_traced_once(tiny_cnn_file, images, tmp_path):
     assert bb._compiled_logits().experimental_get_tracing_count() == 1
     # a second run in the same session (e.g. the next shard of a Ray actor): still one trace
     cfg2 = RunConfig(**{**cfg.__dict__, "out": tmp_path / "r2", "batch_size": 3})
-    _run_local(cfg2, "attribute", session=session)
+    run_local(cfg2, "attribute", session=session)
     assert all(a._fn.experimental_get_tracing_count() == 1 for a in atts.values())
     direct = atts["gradcam"].attribute(np.zeros((1, 32, 32, 3), np.float32), [0])
     assert direct.shape == (1, 32, 32)
@@ -234,8 +235,8 @@ def test_dataset_pass_statistics_are_combined_over_shards(tiny_cnn_file, images,
     shard (the Ray actors' code, run in-process: the transport is Ray's)."""
     from tfxai.evaluation import base as ebase
     from tfxai.executors import ShardWorker, _combine_stats, partition
+    from tfxai.pipeline import load_samples
     from tfxai.results import ResultsMerger
-    from tfxai.run import _load_samples
 
     class DatasetMax(ebase.Metric):
         """Max |attribution| of the image over the max of the whole dataset."""
@@ -262,7 +263,7 @@ def test_dataset_pass_statistics_are_combined_over_shards(tiny_cnn_file, images,
     assert max(local.values()) == pytest.approx(1.0) and min(local.values()) < 0.999
 
     worker = ShardWorker(1)
-    shards = partition(_load_samples(cfg), 3)
+    shards = partition(load_samples(cfg), 3)
     dest = tmp_path / "ray"
     folders = [str(tmp_path / f"shard{j}") for j in range(3)]
     lists: dict = {}

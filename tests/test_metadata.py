@@ -10,7 +10,8 @@ from click.testing import CliRunner
 import tfxai
 from tfxai import metadata
 from tfxai.analysis.directions import metric_direction
-from tfxai.evaluation.base import METRICS, metric_info
+from tfxai.evaluation.base import METRICS
+from tfxai.evaluation.registry import metric_info
 
 
 def test_every_registered_metric_has_an_entry():

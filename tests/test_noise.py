@@ -107,12 +107,13 @@ def test_stochastic_inner_method_seeded():
 def test_run_seed_reaches_tunnel_and_its_inner_method(quad):
     """A run's --seed drives a tunnel around a deterministic method and around a stochastic one;
     a seed the user gives as a method option wins."""
-    from tfxai.run import RunConfig, _build_attributers
+    from tfxai.pipeline.session import build_attributers
+    from tfxai.run import RunConfig
 
     def built(seed, **method_params):
         cfg = RunConfig(models=["m"], methods=["saliency+smoothgrad", "integrated_gradients+smoothgrad"],
                         images=".", seed=seed, method_params=method_params)
-        return _build_attributers(cfg, quad[0])
+        return build_attributers(cfg, quad[0])
 
     a, b = built(5), built(6)
     assert a["saliency+smoothgrad"].params["seed"] == 5

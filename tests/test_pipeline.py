@@ -231,12 +231,12 @@ def test_voc_xml_next_to_the_images_gives_boxes_and_labels(tiny_cnn_file, image_
 
 
 def _no_model_loads(monkeypatch) -> None:
-    import tfxai.run
+    import tfxai.pipeline.session
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the usage error")
 
-    monkeypatch.setattr(tfxai.run, "load_model", refuse)
+    monkeypatch.setattr(tfxai.pipeline.session, "load_model", refuse)
 
 
 @pytest.mark.parametrize("annotations", [None, "empty"])
@@ -331,7 +331,7 @@ def test_nan_summary_by_metric_variant_and_reason():
 def test_nan_reasons_read_as_the_report_reads_them():
     """The terminal and the report give one reason the same words."""
     undefined = pytest.importorskip("tfxai.analysis.undefined")
-    from tfxai.run import nan_reason
+    from tfxai.metadata import nan_reason
 
     for note in ("gated out: |ΔP| = 0.123 ≥ 0.05", "no boxes", "", "all-zero map",
                  "non-finite prediction on the augmented image"):
@@ -342,11 +342,11 @@ def test_seconds_are_timed_per_image(tiny_cnn_file, image_dir, tmp_path, monkeyp
     """One slow image shows in its own ``seconds`` only; the warm-up call is not timed."""
     import zlib
 
-    import tfxai.run
+    import tfxai.pipeline.session
 
     slow_key = zlib.crc32(b"img3")
     calls = []
-    real_get = tfxai.run.get_attributer
+    real_get = tfxai.pipeline.session.get_attributer
 
     def get_attributer(name, bb, **params):
         att = real_get(name, bb, **params)
@@ -361,7 +361,7 @@ def test_seconds_are_timed_per_image(tiny_cnn_file, image_dir, tmp_path, monkeyp
         att.attribute = attribute
         return att
 
-    monkeypatch.setattr(tfxai.run, "get_attributer", get_attributer)
+    monkeypatch.setattr(tfxai.pipeline.session, "get_attributer", get_attributer)
     out = tmp_path / "r"
     res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--method", "saliency", "--metric",
                                              "pointing_game", "--images", str(image_dir),

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from test_pipeline import _noise_images, _rows
 
-from tfxai.evaluation.base import get_metric
+from tfxai.evaluation.registry import get_metric
+from tfxai.pipeline import RunConfig, Session, run_local
 from tfxai.results import AttributionStore
-from tfxai.run import RunConfig, _run_local, _Session, run_attribute, run_evaluate
+from tfxai.run import run_attribute, run_evaluate
 
 #: columns of scores.csv that are timings: they differ between any two runs
 TIMINGS = ("seconds", "metric_seconds")
@@ -145,7 +146,7 @@ def test_only_the_batches_left_are_loaded(tiny_cnn_file, tmp_path, calls, comman
 
     cut = cfg(tmp_path / "cut")
     with pytest.raises(_Cut):
-        _run_local(cut, command, on_batch=_cut_after(0))
+        run_local(cut, command, on_batch=_cut_after(0))
     assert [r["image_id"] for r in _rows(cut.out / "predictions.csv")] == ids[:3]
     _reset(calls)
     summary = _run(cut, command)
@@ -169,7 +170,7 @@ def test_ssim_data_range_of_a_resumed_run_is_over_all_images(tiny_cnn_file, tmp_
 
     # cut after the batch holding the largest |map|: a statistic over the batches left would
     # differ from the one over all images
-    session = _Session(ref)
+    session = Session(ref)
     att = session.attributers(session.backbone(str(tiny_cnn_file)))["saliency"]
     metric = get_metric("ssim_augmentation")
     stored = _attributions(ref.out)
@@ -183,7 +184,7 @@ def test_ssim_data_range_of_a_resumed_run_is_over_all_images(tiny_cnn_file, tmp_
 
     cut = cfg(tmp_path / "cut")
     with pytest.raises(_Cut):
-        _run_local(cut, "evaluate", on_batch=_cut_after(top))
+        run_local(cut, "evaluate", on_batch=_cut_after(top))
     _reset(calls)
     summary = run_evaluate(cut)
     left = ids[2 * (top + 1):]

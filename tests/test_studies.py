@@ -19,8 +19,9 @@ from PIL import Image
 from tfxai.cli.main import main
 
 import tfxai
-from tfxai.attribution.base import METHODS, _ensure_loaded, validate_params
-from tfxai.evaluation.base import get_metric
+from tfxai.attribution.base import METHODS, validate_params
+from tfxai.attribution.registry import _ensure_loaded
+from tfxai.evaluation.registry import get_metric
 from tfxai.studies import STUDIES, STUDY_COLUMNS, StudyOptions, get_study, run_study
 from tfxai.studies.base import StudyContext
 from tfxai.studies.published import published

@@ -68,7 +68,7 @@ def test_listing_commands_fit_in_100_columns(command):
 
 
 def test_methods_list_every_method_and_wide_is_one_line_per_row():
-    from tfxai.attribution.base import method_info
+    from tfxai.attribution.registry import method_info
 
     names = [r["name"] for r in method_info()]
     wrapped = CliRunner().invoke(main, ["methods"]).output

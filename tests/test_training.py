@@ -190,7 +190,9 @@ def test_roar_masks_train_and_test_with_the_training_mean(tiny_data, tmp_path, m
         calls.append((x_train, x_test, seed))
         return 0.5
 
-    monkeypatch.setattr(T, "_retrain_accuracy", fake_retrain)
+    import tfxai.training.retrain as retrain
+
+    monkeypatch.setattr(retrain, "_retrain_accuracy", fake_retrain)
     table = T.roar("small_cnn", tiny_data, methods=("saliency",), fractions=(0.25, 0.5), seeds=2,
                    epochs=1, out_dir=tmp_path, seed=0, progress=False)
     data = T.load_image_folder(tiny_data, progress=False)

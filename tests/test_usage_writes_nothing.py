@@ -65,9 +65,9 @@ def test_merge_of_a_missing_source_writes_nothing(tmp_path):
 
 def test_unwritable_results_folder_is_found_before_the_model(tmp_path, monkeypatch):
     """A results folder that cannot be created fails fast (exit 1, before any model loads)."""
-    import tfxai.run
+    import tfxai.pipeline.session
 
-    monkeypatch.setattr(tfxai.run, "load_model",
+    monkeypatch.setattr(tfxai.pipeline.session, "load_model",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -1,6 +1,6 @@
 """tfxai: explain TensorFlow/Keras image classifiers and measure whether the explanations hold.
 
-Python API (see DESIGN.md)::
+Python API (docs/architecture.md; conventions in docs/conventions.md)::
 
     import tfxai
     bb = tfxai.load_model("vgg16", weights="imagenet")
@@ -32,11 +32,11 @@ _LAZY = {
     "Backbone": "tfxai.models",
     "load_model": "tfxai.models",
     "list_models": "tfxai.models",
-    "get_attributer": "tfxai.attribution.base",
-    "list_methods": "tfxai.attribution.base",
+    "get_attributer": "tfxai.attribution.registry",
+    "list_methods": "tfxai.attribution.registry",
     "to_map": "tfxai.attribution.base",
-    "get_metric": "tfxai.evaluation.base",
-    "list_metrics": "tfxai.evaluation.base",
+    "get_metric": "tfxai.evaluation.registry",
+    "list_metrics": "tfxai.evaluation.registry",
     "load_images": "tfxai.data.dataset",
     "ImageSet": "tfxai.data.dataset",
     "image_seeds": "tfxai.data.dataset",

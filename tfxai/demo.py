@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfxai.attribution.base import list_methods
-from tfxai.evaluation.base import list_metrics
+from tfxai.attribution.registry import list_methods
+from tfxai.evaluation.registry import list_metrics
 from tfxai.run import RunConfig, RunSummary, run_evaluate
 
 __all__ = ["DemoResult", "run_demo", "DEMO_MODELS", "DEMO_METHODS", "DEMO_METRICS"]

@@ -1,12 +1,12 @@
 """What every metric means for a reader: family, which way is better, its range, and whether its value
 can be compared across attribution methods. The one source of truth for these facts (TF-free).
 
-``tfxai metrics`` (through :func:`tfxai.evaluation.base.metric_info`) and the Analyser
+``tfxai metrics`` (through :func:`tfxai.evaluation.registry.metric_info`) and the Analyser
 (:mod:`tfxai.analysis.directions`, the report's ranking) both read :data:`METRICS` here. The metric
 classes in :mod:`tfxai.evaluation` keep their own ``family``/``direction``/``variant_directions``
 attributes for the code that evaluates; a test checks that they agree with this table.
 
-**Direction, per variant** (REFERENCE.md, "Metrics"): ``higher`` or ``lower`` is better. Where a metric
+**Direction, per variant** (docs/metrics.md): ``higher`` or ``lower`` is better. Where a metric
 has variants whose direction differs, :attr:`MetricMeta.variant_directions` says so:
 
 - ``road``: ``morf`` lower (removing the most relevant pixels first should hurt), ``lerf`` higher;
@@ -193,7 +193,7 @@ METRICS: dict[str, MetricMeta] = {
         MetricMeta("model_randomisation", "randomisation", LOWER,
                    {"spearman@": LOWER, "ssim@": LOWER}, (-1.0, 1.0),
                    why="rank correlation and SSIM of min-max scaled maps"),
-        # complexity (REFERENCE.md lists them as optional; understood by the Analyser)
+        # complexity (optional metrics, understood by the Analyser)
         MetricMeta("sparseness", "complexity", HIGHER, value_range=_UNIT,
                    why="Gini index of |map|, scale-invariant", implemented=False),
         MetricMeta("complexity", "complexity", LOWER, value_range=(0.0, INF),

@@ -1,25 +1,13 @@
 """Attribution methods: one module per family, each registering its classes on import.
 
-Every module of this package is imported here, so adding a method means adding a module.
+Every module of this package is imported here (:mod:`tfxai.attribution.registry`), so adding
+a method means adding a module.
 """
 
-import importlib
-import pkgutil
+from tfxai.attribution.base import Attributer, Param, register, register_tunnel, to_map
+from tfxai.attribution.registry import _ensure_loaded, get_attributer, list_methods, method_info
 
-from tfxai.attribution.base import (
-    Attributer,
-    Param,
-    get_attributer,
-    list_methods,
-    method_info,
-    register,
-    register_tunnel,
-    to_map,
-)
-
-for _mod in pkgutil.iter_modules(__path__):
-    if not _mod.name.startswith("_") and _mod.name != "base":
-        importlib.import_module(f"{__name__}.{_mod.name}")
+_ensure_loaded()
 
 __all__ = [
     "Attributer", "Param", "get_attributer", "list_methods", "method_info", "register",

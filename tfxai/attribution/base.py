@@ -15,7 +15,7 @@ space, (N, H, W, 3) or (N, H, W). :func:`to_map` turns it into the normalised (N
 for localisation, SSIM and pictures.
 
 Perturbations, baselines and noise are defined in [0, 1]-scaled input space: σ = 0.15 means
-0.15·255 in 0..255 units (REFERENCE.md, Conventions).
+0.15·255 in 0..255 units (docs/conventions.md, Units).
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ __all__ = [
     "Attributer",
     "register",
     "register_tunnel",
-    "get_attributer",
-    "list_methods",
-    "method_info",
     "to_map",
     "MAP_REDUCE",
     "MAP_SCALE",
@@ -177,6 +174,16 @@ class Attributer:
     def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> Any:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ hooks for wrappers
+    def attribute_chunk(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> Any:
+        """One chunk of at most ``batch_size`` images, as tensors, without the input checks of
+        :meth:`attribute`: the call a wrapper (a noise tunnel) makes on its inner method."""
+        return self._attribute(x, targets, seeds)
+
+    def check_background_ids(self, evaluated_ids: Sequence[Any]) -> None:
+        """Refuse a reference set that holds evaluated images (raises ``ValueError``). Methods
+        with a background set (SHAP) override it; the pipeline calls it before any work."""
+
     # ------------------------------------------------------------------ public API
     @property
     def key(self) -> str:
@@ -288,53 +295,6 @@ def register_tunnel(cls: type) -> type:
     """Class decorator adding a noise-tunnel wrapper (``method+<name>``)."""
     TUNNELS[cls.name] = cls
     return cls
-
-
-def _ensure_loaded() -> None:
-    import tfxai.attribution  # noqa: F401  (imports every method module)
-
-
-def list_methods() -> list[str]:
-    """Registered method ids; wrap any of them with ``+smoothgrad`` etc."""
-    _ensure_loaded()
-    return sorted(METHODS)
-
-
-def method_info() -> list[dict[str, Any]]:
-    """One dict per method and tunnel: name, summary, parameters with defaults."""
-    _ensure_loaded()
-    rows = []
-    for name, cls in sorted({**METHODS, **{f"+{k}": v for k, v in TUNNELS.items()}}.items()):
-        spec = getattr(cls, "params_spec", {})
-        rows.append({
-            "name": name,
-            "summary": getattr(cls, "summary", ""),
-            "params": {k: p.default for k, p in spec.items()},
-            "docs": {k: p.doc for k, p in spec.items()},
-        })
-    return rows
-
-
-def get_attributer(name: str, backbone: Any, **params: Any) -> Attributer:
-    """Build a method by id; ``"<method>+<tunnel>"`` wraps it in a noise tunnel.
-
-    For a wrapped method, parameters named in the tunnel's ``params_spec`` go to the tunnel and the
-    rest to the inner method.
-    """
-    _ensure_loaded()
-    base, _, tunnel = name.partition("+")
-    if base not in METHODS:
-        raise ValueError(f"unknown method {base!r}; known methods: {', '.join(sorted(METHODS))}")
-    if not tunnel:
-        return METHODS[base](backbone, **params)
-    if tunnel not in TUNNELS:
-        raise ValueError(
-            f"unknown noise tunnel {tunnel!r} in {name!r}; known: {', '.join(sorted(TUNNELS)) or 'none'}"
-        )
-    tcls = TUNNELS[tunnel]
-    tspec = set(getattr(tcls, "params_spec", {}))
-    inner = METHODS[base](backbone, **{k: v for k, v in params.items() if k not in tspec})
-    return tcls(inner, **{k: v for k, v in params.items() if k in tspec})
 
 
 # --------------------------------------------------------------------------------------- maps

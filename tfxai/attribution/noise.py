@@ -20,6 +20,7 @@ is bounded by the chunk whatever ``n``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -78,6 +79,10 @@ class NoiseTunnel(Attributer):
     def key(self) -> str:
         return f"{self.inner.key}+{self.name}"
 
+    def check_background_ids(self, evaluated_ids: Sequence[Any]) -> None:
+        """The inner method's reference set is checked (SHAP inside a tunnel)."""
+        self.inner.check_background_ids(evaluated_ids)
+
     def method_params(self) -> dict[str, Any]:
         """The tunnel's recorded parameters with the inner method's nested under ``inner``."""
         return {**super().method_params(), "inner": self.inner.method_params()}
@@ -112,7 +117,7 @@ class NoiseTunnel(Attributer):
             img, k = rows // n, (rows % n).astype(np.int32)
             noisy = self._noisy(tf.constant(xs[img]), tf.constant(seeds[img]), tf.constant(k))
             inner_seeds = seeds[img] * _SEED_STRIDE + k + inner_base
-            out = self.inner._attribute(noisy, tf.constant(ts[img], tf.int32), inner_seeds)
+            out = self.inner.attribute_chunk(noisy, tf.constant(ts[img], tf.int32), inner_seeds)
             out = np.asarray(out.numpy() if isinstance(out, tf.Tensor) else out, np.float64)
             if s1 is None:
                 s1 = np.zeros((count, *out.shape[1:]), np.float64)

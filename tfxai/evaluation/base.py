@@ -14,7 +14,7 @@ A metric is one class deriving from :class:`Metric` with:
 and non-finite attributions become NaN rows with a note (``no boxes``, ``non-finite attribution``)
 and are not passed to ``_evaluate``.
 
-:meth:`Metric.score` is the simple API of DESIGN.md: it returns the (N,) values of one variant.
+:meth:`Metric.score` is the simple API (docs/architecture.md, Contracts): it returns the (N,) values of one variant.
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ __all__ = [
     "EvalContext",
     "MetricInputError",
     "register_metric",
-    "get_metric",
-    "list_metrics",
-    "metric_info",
     "METRICS",
 ]
 
@@ -201,11 +198,18 @@ class Metric:
         s = s + int(self.params.get("seed", 0))
         ctx = EvalContext(backbone, attributer, x, t, attributions, boxes, box_labels, s,
                           shared=resolve_shared(shared))
-        return self._checked(ctx)
+        variants = self.variants if backbone is None else self.variants_for(backbone)
+        return self._checked(ctx, variants)
 
-    def _checked(self, ctx: EvalContext) -> MetricOutput:
+    def variants_for(self, backbone: Any) -> tuple[str, ...]:
+        """The variants this metric writes for ``backbone`` (the class's ``variants``; a metric
+        whose variants depend on the model, such as model_randomisation's layers, overrides
+        it). The pipeline asks before scoring, to know which rows a resumed run still needs."""
+        return tuple(self.variants)
+
+    def _checked(self, ctx: EvalContext, variants: Sequence[str]) -> MetricOutput:
         n = len(ctx)
-        out = MetricOutput.empty(self.variants, n)
+        out = MetricOutput.empty(variants, n)
         bad_note = [""] * n
         ok = np.ones(n, dtype=bool)
         if ctx.attributions is not None:
@@ -222,7 +226,7 @@ class Metric:
         if len(idx):
             sub = self._evaluate(ctx.subset(idx) if len(idx) < n else ctx)
             out.recorded = sub.recorded
-            for v in self.variants:
+            for v in variants:
                 out.values[v][idx] = sub.values[v]
                 sub_notes = sub.notes.get(v, [""] * len(idx))
                 sub_extra = sub.extras.get(v)
@@ -232,7 +236,7 @@ class Metric:
                     out.notes[v][i] = sub_notes[j]
                     if sub_extra is not None:
                         out.extras[v][i] = sub_extra[j]
-        for v in self.variants:
+        for v in variants:
             for i in np.flatnonzero(~ok):
                 out.notes[v][i] = bad_note[i]
         return out
@@ -253,9 +257,9 @@ class Metric:
     ) -> np.ndarray:
         """(N,) values of one variant (the first one by default)."""
         out = self.evaluate(backbone, attributer, images, targets, attributions, boxes, **kwargs)
-        v = self.variants[0] if variant is None else variant
+        v = next(iter(out.values)) if variant is None else variant
         if v not in out.values:
-            raise ValueError(f"{self.name}: unknown variant {v!r}; variants: {list(self.variants)}")
+            raise ValueError(f"{self.name}: unknown variant {v!r}; variants: {list(out.values)}")
         return out.values[v]
 
     def __repr__(self) -> str:
@@ -273,48 +277,3 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
         raise TypeError(f"{cls.__name__} has no name")
     METRICS[cls.name] = cls
     return cls
-
-
-def _ensure_loaded() -> None:
-    import tfxai.evaluation  # noqa: F401
-
-
-def list_metrics() -> list[str]:
-    _ensure_loaded()
-    return sorted(METRICS)
-
-
-def get_metric(name: str, **params: Any) -> Metric:
-    """Build a metric by name with validated parameters."""
-    _ensure_loaded()
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}")
-    return METRICS[name](**params)
-
-
-def metric_info() -> list[dict[str, Any]]:
-    """One row per registered metric. Family, direction (per variant) and whether values compare
-    across methods come from :mod:`tfxai.metadata`, the single source of truth."""
-    from tfxai import metadata
-
-    _ensure_loaded()
-    rows = []
-    for name, cls in sorted(METRICS.items()):
-        needs = [k for k in ("boxes", "model", "attributer") if getattr(cls, f"needs_{k}")]
-        meta = metadata.get(name)
-        directions = {v: meta.direction_for(v) if meta is not None else cls.direction
-                      for v in cls.variants}
-        rows.append({
-            "name": name,
-            "family": meta.family if meta is not None else cls.family,
-            # one word when every variant agrees, else "morf lower, lerf higher"
-            "direction": (next(iter(directions.values())) if len(set(directions.values())) == 1
-                          else ", ".join(f"{v or '(value)'} {d}" for v, d in directions.items())),
-            "directions": directions,
-            "comparable": meta.comparable_text if meta is not None else "unknown",
-            "needs": needs,
-            "variants": [v for v in cls.variants if v],
-            "summary": cls.summary,
-            "params": {k: p.default for k, p in cls.params_spec.items()},
-        })
-    return rows

@@ -78,10 +78,9 @@ class ModelRandomisation(Metric):
       maps of the trained and randomised models, scaled to [0, 1] with ``scale="minmax"`` (the
       method's default channel reduction and absolute value).
 
-    **Variants depend on the model**: the class attribute ``variants`` is a placeholder; each
-    instance sets ``self.variants`` to ``spearman@<layer>``, ``ssim@<layer>`` for its steps when
-    it first sees a backbone (:meth:`variants_for`). Write one row per key of
-    ``MetricOutput.values``.
+    **Variants depend on the model**: the class attribute ``variants`` is a placeholder;
+    :meth:`variants_for` gives ``spearman@<layer>``, ``ssim@<layer>`` for its steps on a
+    backbone. Write one row per key of ``MetricOutput.values``.
     """
 
     name = "model_randomisation"
@@ -151,15 +150,9 @@ class ModelRandomisation(Metric):
         orig = {n: layer.get_weights() for n, layer in layers.items()}
         self._state = _Randomised(layers, rand, orig)
         self._state_key = key
-        self.variants = self.variants_for(backbone)
         return self._state
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, backbone: Any, attributer: Any, *args: Any, **kwargs: Any) -> MetricOutput:
-        if backbone is not None:
-            self.variants = self.variants_for(backbone)
-        return super().evaluate(backbone, attributer, *args, **kwargs)
-
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
         state = self._prepare(ctx.backbone)
         ref = ctx.maps(scale="minmax").reshape(len(ctx), -1).astype(np.float64)

@@ -252,7 +252,7 @@ def _matches(text: Any, expected: Mapping[str, Any], skip: Sequence[str] = ("bac
 def recorded_metric_params(metric: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The ``metric_params`` a run records for ``metric`` built with ``params`` (the metric leaves
     some parameters out at their defaults), without the seed (the run's)."""
-    from tfxai.evaluation.base import get_metric
+    from tfxai.evaluation.registry import get_metric
 
     recorded = get_metric(metric, **dict(params)).metric_params()
     return {k: v for k, v in recorded.items() if k != "seed"}

@@ -1,12 +1,13 @@
 """The ``ray`` executor: shards of the image list run on Ray actors, merged into one folder.
 
-``run_attribute``/``run_evaluate`` (:mod:`tfxai.run`) dispatch here with ``executor="ray"``:
+``run_attribute``/``run_evaluate`` (:mod:`tfxai.run`) dispatch here with ``executor="ray"`` (the driver;
+the actors are :class:`tfxai.executors.worker.ShardWorker`):
 
 1. the driver lists the images (``--shard``/``--limit`` applied) and splits them round-robin
    into ``SHARDS_PER_WORKER × workers`` deterministic shards (the list is sorted by image id);
 2. the models run one after the other over all actors; an actor loads the model once (with
    its attributers and their compiled functions) and runs the normal local pipeline
-   (:func:`tfxai.run._run_local`) on one shard at a time, into its own folder
+   (:func:`tfxai.pipeline.local.run_local`) on one shard at a time, into its own folder
    ``<out>/.shards/<run>/m<model>/shard-<j>`` that resumes from ``<out>`` itself (what is
    already there is skipped);
 3. when a shard is done the driver merges its folder into ``<out>``
@@ -40,18 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from tfxai.data.dataset import Sample
+from tfxai.executors.worker import ShardWorker
+from tfxai.pipeline.config import ConfigError, RunConfig, RunSummary
+from tfxai.pipeline.preflight import load_samples
+from tfxai.pipeline.session import build_metrics, progress_bar, sigint_guard
 from tfxai.results import ResultsDir, ResultsMerger
-from tfxai.run import (
-    ConfigError,
-    RunConfig,
-    RunSummary,
-    _build_metrics,
-    _load_samples,
-    _progress,
-    _run_local,
-    _Session,
-    _sigint_guard,
-)
 
 __all__ = ["run_ray", "partition", "ExecutorError", "SHARD_DIR", "SHARDS_PER_WORKER",
            "MAX_RETRIES"]
@@ -59,7 +53,6 @@ __all__ = ["run_ray", "partition", "ExecutorError", "SHARD_DIR", "SHARDS_PER_WOR
 SHARD_DIR = ".shards"
 SHARDS_PER_WORKER = 4
 MAX_RETRIES = 3
-FAULT_ENV = "TFXAI_TEST_FAULT_DIR"
 
 
 class ExecutorError(RuntimeError):
@@ -99,100 +92,6 @@ def _import_ray() -> Any:
             "--executor ray needs Ray, an optional extra: pip install 'tfxai[ray]' "
             f"(import failed: {exc})") from exc
     return ray
-
-
-# --------------------------------------------------------------------------------------- worker
-
-
-def _limit_threads(cpus: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
-    except RuntimeError:  # TensorFlow already initialised in this process
-        pass
-
-
-def _fault_hook(shard: int):
-    folder = os.environ.get(FAULT_ENV)
-    if not folder:
-        return None
-    armed = Path(folder) / f"kill-shard-{shard}"
-
-    def hook(model: str, batch: int) -> None:
-        if not armed.exists():
-            return
-        try:
-            os.replace(armed, armed.with_name(armed.name + ".fired"))  # atomic: fires once
-        except OSError:
-            return
-        os._exit(17)
-
-    return hook
-
-
-def _session_key(cfg: RunConfig) -> str:
-    """What a worker's loaded models, attributers and metrics depend on."""
-    import json
-
-    return json.dumps([list(cfg.models), cfg.weights, cfg.model_options, list(cfg.methods),
-                       cfg.method_params, list(cfg.metrics), cfg.metric_params, cfg.seed],
-                      sort_keys=True, default=str)
-
-
-class ShardWorker:
-    """A Ray actor: the run's models loaded once (kept for the next run with the same models,
-    methods and metrics), running shards with the local pipeline."""
-
-    def __init__(self, cpus: int) -> None:
-        _limit_threads(cpus)
-        self._key: str | None = None
-        self.session: _Session | None = None
-        self.cfg: RunConfig | None = None
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def _use(self, cfg: RunConfig) -> _Session:
-        cfg = dataclasses.replace(cfg, progress=False, executor="local", address=None,
-                                  num_workers=None)
-        key = _session_key(cfg)
-        if key != self._key or self.session is None:
-            self.session = None  # free the previous models first
-            self.session = _Session(cfg)
-            self._key = key
-        self.session.cfg = cfg
-        self.cfg = cfg
-        return self.session
-
-    def dataset_stats(self, shard: int, samples: list[Sample], cfg: RunConfig, command: str,
-                      shard_dir: str, dest: str) -> dict[tuple[str, str, str], list[Any]]:
-        """Per-batch statistics of the dataset-pass metrics over this shard."""
-        from tfxai.run import _dataset_pass
-
-        session = self._use(cfg)
-        rd = ResultsDir(shard_dir, resume_from=[dest])
-        rd.ensure_writable()
-        summary = RunSummary()
-        out: dict[tuple[str, str, str], list[Any]] = {}
-        with _sigint_guard() as stop:
-            for model in session.cfg.models:
-                bb = session.backbone(model)
-                atts = session.attributers(bb)
-                metrics = {m: session.metrics(bb, m) for m in atts}
-                out.update(_dataset_pass(session.cfg, bb, atts, metrics, samples, rd, summary,
-                                         stop, log=False, combine=False))
-        return out
-
-    def run_shard(self, shard: int, samples: list[Sample], cfg: RunConfig, command: str,
-                  shard_dir: str, dest: str, stats: dict[tuple[str, str, str], Any] | None
-                  ) -> dict[str, Any]:
-        session = self._use(cfg)
-        summary = _run_local(session.cfg, command, samples,
-                             ResultsDir(shard_dir, resume_from=[dest]), session, log=False,
-                             on_batch=_fault_hook(shard), dataset_stats=stats)
-        return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
 
 
 # --------------------------------------------------------------------------------------- driver
@@ -363,7 +262,7 @@ def _combine_stats(cfg: RunConfig, lists: dict[tuple[str, str, str], list[Any]]
                    ) -> dict[tuple[str, str, str], Any]:
     out = {}
     for (model, method, metric_name), stats in lists.items():
-        metric = _build_metrics(dataclasses.replace(cfg, metrics=[metric_name]), method)[
+        metric = build_metrics(dataclasses.replace(cfg, metrics=[metric_name]), method)[
             metric_name]
         out[(model, method, metric_name)] = metric.combine_statistics(stats)
     return out
@@ -372,7 +271,7 @@ def _combine_stats(cfg: RunConfig, lists: dict[tuple[str, str, str], list[Any]]
 def _needs_dataset_pass(cfg: RunConfig, command: str) -> bool:
     if command != "evaluate":
         return False
-    return any(m.needs_dataset_pass for m in _build_metrics(cfg, "").values())
+    return any(m.needs_dataset_pass for m in build_metrics(cfg, "").values())
 
 
 def _run_model(pool: _Pool, cfg: RunConfig, command: str, shards: list[list[Sample]],
@@ -410,19 +309,41 @@ def _run_model(pool: _Pool, cfg: RunConfig, command: str, shards: list[list[Samp
                     stop)
 
 
+def _run_models(pool: _Pool, cfg: RunConfig, command: str, samples: list[Sample],
+                shards: list[list[Sample]], run_dir: Path, rd: ResultsDir,
+                summary: RunSummary) -> None:
+    """One model at a time over all actors (an actor holds one model, loaded once); stops
+    after the shards in flight on SIGINT (``summary.interrupted``)."""
+    merger = ResultsMerger(rd.root)
+    with sigint_guard() as stop:
+        for m, model in enumerate(cfg.models):
+            mcfg = dataclasses.replace(cfg, models=[model])
+            label = Path(str(model)).stem if Path(str(model)).suffix else str(model)
+            bar = progress_bar(len(samples), f"{label} {command} (ray, {len(pool.actors)} "
+                               f"workers)", cfg.progress)
+            try:
+                stopped = _run_model(pool, mcfg, command, shards, run_dir / f"m{m:02d}", rd,
+                                     merger, summary, stop, bar)
+            finally:
+                bar.close()
+            if stopped:
+                summary.interrupted = True
+                return
+
+
 def run_ray(cfg: RunConfig, command: str, samples: list[Sample] | None = None,
             notes: Sequence[str] = ()) -> RunSummary:
     """``attribute`` or ``evaluate`` with the Ray executor (see the module docstring).
 
-    ``samples``/``notes``: the images and notes of :func:`tfxai.run._preflight` (listed here when
-    None). Nothing is written before Ray is reached.
+    ``samples``/``notes``: the images and notes of :func:`tfxai.pipeline.preflight.preflight`
+    (listed here when None). Nothing is written before Ray is reached.
     """
     ray = _import_ray()
     if cfg.address and cfg.address != "auto" and "://" not in cfg.address:
         _probe(cfg.address)  # before anything is written
     rd = ResultsDir(cfg.out)
     if samples is None:
-        samples = _load_samples(cfg)
+        samples = load_samples(cfg)
     rd.check_writable()
     started = _init_ray(ray, cfg)
     try:
@@ -447,22 +368,7 @@ def run_ray(cfg: RunConfig, command: str, samples: list[Sample] | None = None,
             return summary
         cfg, shards = _absolute(cfg, samples)[0], [_absolute(cfg, p)[1] for p in shards]
         pool = _get_pool(ray, cfg, min(workers, len(shards)), keep=not started)
-        merger = ResultsMerger(rd.root)
-        with _sigint_guard() as stop:
-            # one model at a time over all actors: an actor holds one model, loaded once
-            for m, model in enumerate(cfg.models):
-                mcfg = dataclasses.replace(cfg, models=[model])
-                label = Path(str(model)).stem if Path(str(model)).suffix else str(model)
-                bar = _progress(len(samples), f"{label} {command} (ray, {len(pool.actors)} "
-                                f"workers)", cfg.progress)
-                try:
-                    stopped = _run_model(pool, mcfg, command, shards, run_dir / f"m{m:02d}", rd,
-                                         merger, summary, stop, bar)
-                finally:
-                    bar.close()
-                if stopped:
-                    summary.interrupted = True
-                    break
+        _run_models(pool, cfg, command, samples, shards, run_dir, rd, summary)
     except BaseException:
         if pool is not None:  # do not keep actors that may still run a cancelled shard
             pool.shutdown()
