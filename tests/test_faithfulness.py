@@ -12,11 +12,8 @@ from scipy import ndimage
 
 import tfxai
 from tfxai.backend import keras
-from tfxai.evaluation.faithfulness import (
-    Infidelity,
-    curve_auc,
-    noisy_linear_impute,
-)
+from tfxai.evaluation.faithfulness import Infidelity, curve_auc
+from tfxai.evaluation.road import noisy_linear_impute
 
 L = keras.layers
 SIZE = 8
@@ -283,7 +280,7 @@ def test_road_threaded_solves_equal_serial_and_are_seeded():
 
 def test_imputation_solver_matches_a_dense_solve():
     """The symmetric-mode SuperLU solve equals a dense solve of the same system (noise off)."""
-    from tfxai.evaluation.faithfulness import _imputation_system
+    from tfxai.evaluation.road import _imputation_system
 
     rng = np.random.default_rng(4)
     img = rng.uniform(0, 255, (12, 13, 3))

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, Param, register
+from tfxai.primitives import target_score
 
 
 def layer_activations_and_gradients(
@@ -29,7 +30,7 @@ def layer_activations_and_gradients(
         x_pre = backbone.preprocess(x)
         tape.watch(x_pre)  # so that A is on the tape even where no weight precedes it
         acts, logits = model(x_pre, training=False)
-        score = tf.gather(logits, targets, batch_dims=1)
+        score = target_score(logits, targets)
     return acts, tape.gradient(score, acts)
 
 
@@ -137,4 +138,4 @@ class GuidedGradCAM(_CamBase):
 
     def _core(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
         cam = self.upsample(self.gradcam.layer_map(x, t))
-        return cam[..., None] * self.guided._core(x, t)
+        return cam[..., None] * self.guided.core(x, t)

@@ -48,6 +48,7 @@ from tfxai.attribution.base import Attributer, Param, register
 from tfxai.attribution.guided import ElementwiseOverride, is_plain_relu
 from tfxai.backend import keras
 from tfxai.graph import FusedActivation
+from tfxai.primitives import target_score
 
 __all__ = ["DeepLift", "deeplift_rewrite", "gaussian_blur", "DeepLiftWarning"]
 
@@ -382,7 +383,7 @@ class DeepLift(Attributer):
             tape.watch(x)
             paired = tf.concat([x, ref], axis=0)
             logits = self.model(self.backbone.preprocess(paired), training=False)
-            score = tf.gather(logits[:n], t, batch_dims=1)
+            score = target_score(logits[:n], t)
         grads = tape.gradient(score, x)
         return grads * (x - ref)
 

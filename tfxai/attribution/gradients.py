@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, register
+from tfxai.primitives import target_score
 
 
 def input_gradients(backbone, x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -24,7 +25,7 @@ def input_gradients(backbone, x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     with tf.GradientTape() as tape:
         tape.watch(x)
         logits = backbone.logits(x)
-        score = tf.gather(logits, targets, batch_dims=1)
+        score = target_score(logits, targets)
     return tape.gradient(score, x)
 
 
@@ -58,7 +59,7 @@ def target_gradients(
     """∂ logits_fn(x)[i, targets[i]] / ∂ x for a batch, for any differentiable ``logits_fn``."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        score = tf.gather(logits_fn(x), targets, batch_dims=1)
+        score = target_score(logits_fn(x), targets)
     return tape.gradient(score, x)
 
 

@@ -36,6 +36,7 @@ import tensorflow as tf
 from tfxai.attribution.base import Attributer, register
 from tfxai.backend import keras
 from tfxai.graph import FusedActivation
+from tfxai.primitives import target_score
 
 __all__ = [
     "relu_kind",
@@ -152,15 +153,17 @@ class _RewrittenGradient(Attributer):
     def _setup(self) -> None:
         #: the rewritten logit model (built once, cached on the attributer)
         self.model = relu_rewrite(self.backbone, type(self)._grad_fn, self.name)
-        self._fn = self.compile(self._core)
+        self._fn = self.compile(self.core)
 
     def logits(self, x: tf.Tensor) -> tf.Tensor:
         return self.model(self.backbone.preprocess(x), training=False)
 
-    def _core(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    def core(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        """The traceable core (called inside a compiled function): guided-backprop gradients of
+        the target logits w.r.t. the input. Guided Grad-CAM composes it in its own function."""
         with tf.GradientTape() as tape:
             tape.watch(x)
-            score = tf.gather(self.logits(x), t, batch_dims=1)
+            score = target_score(self.logits(x), t)
         return tape.gradient(score, x)
 
     def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> tf.Tensor:

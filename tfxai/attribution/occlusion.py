@@ -79,7 +79,7 @@ class Occlusion(Attributer):
 
     Raw attribution: the (N, H, W) map whose value at a pixel is the mean, over the windows that
     cover it, of ``score(x) − score(x with the window filled)``. The score is the target's
-    **pre-softmax logit** by default (``score="logit"``, REFERENCE.md convention), or its softmax
+    **pre-softmax logit** by default (``score="logit"``, docs/conventions.md), or its softmax
     probability (``score="probability"``). Fill: ``0`` (black), ``mean`` (the image's mean
     colour) or ``blur`` (Gaussian blur, σ = ``blur_sigma`` px, in 0..255 units of the input).
     Windows start every ``stride`` pixels, and a last window is added flush with the border when

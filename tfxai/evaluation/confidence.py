@@ -1,4 +1,4 @@
-"""Occlusion-confidence metrics (the ImageNet50 study of REFERENCE.md).
+"""Occlusion-confidence metrics (the ImageNet50 study, docs/studies.md).
 
 The explained region R of an image is the top ``percentile`` % of its map (default 50: the top
 half of the pixels). Two occluded images are built from it:

@@ -25,13 +25,8 @@ Metrics (↑ = higher is better, all ↑):
 * :class:`BoxIoU`: weakly supervised localisation box IoU of the largest connected component of
   the map thresholded at τ·max [Zhou et al. 2016, "Learning Deep Features for Discriminative
   Localization"; Choe et al. 2020, "Evaluating Weakly Supervised Object Localization Methods Right"].
-* :class:`PointingGame`: is the map's maximum inside M [Zhang et al. 2018, "Top-down Neural
-  Attention by Excitation Backprop"].
-* :class:`EnergyPointingGame`: the share of the positive map energy inside M [Wang et al. 2020,
-  "Score-CAM"].
-* :class:`RelevanceRankAccuracy`: the share of the top-|M| pixels inside M [Arras et al. 2022,
-  "CLEVR-XAI: A benchmark dataset for the ground truth evaluation of neural network
-  explanations"].
+* The pointing metrics (pointing game, energy pointing game, relevance rank accuracy) live in
+  :mod:`tfxai.evaluation.pointing` on the same ground truth.
 
 Degenerate maps never raise or warn: an all-zero map or a constant map gets the value the
 definition gives (spelled out per metric) and the note ``all-zero map`` / ``constant map``.
@@ -54,14 +49,12 @@ from tfxai.evaluation.base import (
     MetricOutput,
     register_metric,
 )
+from tfxai.primitives import top_k_mask
 
 __all__ = [
     "IoU",
     "IoUStar",
     "BoxIoU",
-    "PointingGame",
-    "EnergyPointingGame",
-    "RelevanceRankAccuracy",
     "ground_truth_masks",
     "TAU_GRID",
 ]
@@ -72,13 +65,13 @@ TAU_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: 8-connectivity for connected components (diagonal neighbours are connected).
 _EIGHT = np.ones((3, 3), dtype=bool)
 
-_AXES = (1, 2)
+MAP_AXES = (1, 2)
 
 
 # --------------------------------------------------------------------------------------- helpers
 
 
-def _join(*notes: str) -> str:
+def join_notes(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 
 
@@ -115,7 +108,7 @@ def ground_truth_masks(
                 notes[i] = "no box labels"
                 boxes = [b if j != i else None for j, b in enumerate(boxes)]
         masks = boxes_to_masks(boxes, size, labels, ctx.targets)
-    valid = masks.any(axis=_AXES)
+    valid = masks.any(axis=MAP_AXES)
     for i in np.flatnonzero(~valid):
         if not notes[i]:
             has_boxes = boxes[i] is not None and len(boxes[i]) > 0
@@ -136,7 +129,7 @@ def degenerate_notes(m: np.ndarray) -> list[str]:
     return ["all-zero map" if z else "constant map" if c else "" for z, c in zip(zero, const, strict=True)]
 
 
-def _safe_ratio(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
+def safe_ratio(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
     """num / den where den > 0, else ``fill`` (no warnings)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -144,23 +137,23 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarr
     return np.where(ok, num / np.where(ok, den, 1.0), fill)
 
 
-_MAP_PARAMS: dict[str, Param] = {
+MAP_PARAMS: dict[str, Param] = {
     "map_reduce": Param(None, str, "channel reduction of the map (default: the method's)",
                         choices=MAP_REDUCE, nullable=True),
     "map_absolute": Param(None, bool, "take |map| (default: the method's)", nullable=True),
 }
 
-_MASK_PARAM = Param("union", str, "ground truth: all boxes (union) or the target class's boxes",
+MASK_PARAM = Param("union", str, "ground truth: all boxes (union) or the target class's boxes",
                     choices=("union", "target"))
 
 
-class _LocalisationMetric(Metric):
+class LocalisationMetric(Metric):
     """Shared plumbing: maps, masks, invalid rows and notes. Subclasses implement ``_compute``."""
 
     family = "localisation"
     direction = "higher"
     needs_boxes = True
-    params_spec: ClassVar[dict[str, Param]] = {"mask": _MASK_PARAM, **_MAP_PARAMS}
+    params_spec: ClassVar[dict[str, Param]] = {"mask": MASK_PARAM, **MAP_PARAMS}
 
     def _map_overrides(self) -> dict[str, Any]:
         out = {}
@@ -192,7 +185,7 @@ class _LocalisationMetric(Metric):
             out.values[v] = vals
             extra = out.notes.get(v, [""] * len(m))
             out.notes[v] = [
-                mask_notes[i] if not valid[i] else _join(base[i], extra[i]) for i in range(len(m))
+                mask_notes[i] if not valid[i] else join_notes(base[i], extra[i]) for i in range(len(m))
             ]
         return out
 
@@ -206,8 +199,8 @@ class _LocalisationMetric(Metric):
 def sigma_threshold(m: np.ndarray, k: float) -> np.ndarray:
     """Gattas's A': |map| scaled to max 1, values below k·σ(|map|) set to 0 (per image)."""
     a = np.abs(m)
-    a = _safe_ratio(a, a.max(axis=_AXES, keepdims=True))
-    sigma = a.std(axis=_AXES, keepdims=True)
+    a = safe_ratio(a, a.max(axis=MAP_AXES, keepdims=True))
+    sigma = a.std(axis=MAP_AXES, keepdims=True)
     return np.where(a >= k * sigma, a, 0.0)
 
 
@@ -215,16 +208,12 @@ def top_region(m: np.ndarray, percentile: float) -> np.ndarray:
     """(N, H, W) bool: the round(percentile/100·H·W) highest map values of each image; ties go to
     the first pixels in raster order (a stable sort), so the region has exactly that many pixels.
     The explained region R of :mod:`tfxai.evaluation.confidence`."""
-    n = len(m)
-    flat = np.asarray(m, dtype=np.float64).reshape(n, -1)
+    flat = np.asarray(m, dtype=np.float64).reshape(len(m), -1)
     count = int(round(percentile / 100.0 * flat.shape[1]))
-    order = np.argsort(-flat, axis=1, kind="stable")
-    region = np.zeros_like(flat, dtype=bool)
-    np.put_along_axis(region, order[:, :count], True, axis=1)
-    return region.reshape(np.shape(m))
+    return top_k_mask(flat, count).reshape(np.shape(m))
 
 
-class _GattasIoU(_LocalisationMetric):
+class _GattasIoU(LocalisationMetric):
     params_spec: ClassVar[dict[str, Param]] = {
         "k": Param(0.5, float, "threshold multiplier: |map| < k·σ(|map|) is set to 0",
                    **at_least(0)),
@@ -233,8 +222,8 @@ class _GattasIoU(_LocalisationMetric):
                         choices=("sigma", "top")),
         "percentile": Param(50.0, float, "region='top': the share of pixels selected, in %",
                             check=lambda v: 0 < v < 100, check_doc="must be in (0, 100)"),
-        "mask": _MASK_PARAM,
-        **_MAP_PARAMS,
+        "mask": MASK_PARAM,
+        **MAP_PARAMS,
     }
 
     def metric_params(self) -> dict[str, Any]:
@@ -256,11 +245,11 @@ class _GattasIoU(_LocalisationMetric):
         if self.params["region"] == "top":
             selected = top_region(m, self.params["percentile"])
             a = np.abs(m)
-            a = np.where(selected, _safe_ratio(a, a.max(axis=_AXES, keepdims=True)), 0.0)
+            a = np.where(selected, safe_ratio(a, a.max(axis=MAP_AXES, keepdims=True)), 0.0)
         else:
             a = sigma_threshold(m, self.params["k"])
             selected = a > 0
-        union = (selected | masks).sum(axis=_AXES)
+        union = (selected | masks).sum(axis=MAP_AXES)
         return a, union, selected
 
 
@@ -283,8 +272,8 @@ class IoU(_GattasIoU):
 
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
         _, union, selected = self._parts(m, masks)
-        inter = (selected & masks).sum(axis=_AXES)
-        return MetricOutput(values={"": _safe_ratio(inter, union)})
+        inter = (selected & masks).sum(axis=MAP_AXES)
+        return MetricOutput(values={"": safe_ratio(inter, union)})
 
 
 @register_metric
@@ -306,8 +295,8 @@ class IoUStar(_GattasIoU):
 
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
         a, union, _ = self._parts(m, masks)
-        inside = (a * masks).sum(axis=_AXES)
-        return MetricOutput(values={"": _safe_ratio(inside, union)})
+        inside = (a * masks).sum(axis=MAP_AXES)
+        return MetricOutput(values={"": safe_ratio(inside, union)})
 
 
 # --------------------------------------------------------------------------------------- box IoU
@@ -335,11 +324,11 @@ def box_iou_matrix(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
     inter = ix * iy
     area = (box[2] - box[0]) * (box[3] - box[1])
     gt_area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-    return _safe_ratio(inter, area + gt_area - inter)
+    return safe_ratio(inter, area + gt_area - inter)
 
 
 @register_metric
-class BoxIoU(_LocalisationMetric):
+class BoxIoU(LocalisationMetric):
     """Box IoU of weakly supervised localisation [Zhou et al. 2016; Choe et al. 2020].
 
     1. Foreground: pixels with map ≥ τ·max(map) (τ = 0.2).
@@ -369,8 +358,8 @@ class BoxIoU(_LocalisationMetric):
         "sweep": Param(False, bool, "report the best IoU over τ = 0.05, 0.10, ..., 0.95"),
         "hit_iou": Param(0.5, float, "IoU at which the box counts as a hit",
                          check=lambda v: 0 < v <= 1, check_doc="must be in (0, 1]"),
-        "mask": _MASK_PARAM,
-        **_MAP_PARAMS,
+        "mask": MASK_PARAM,
+        **MAP_PARAMS,
     }
 
     def _gt_boxes(self, ctx: EvalContext, i: int, size: tuple[int, int]) -> np.ndarray:
@@ -389,7 +378,7 @@ class BoxIoU(_LocalisationMetric):
     def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
         n = len(m)
         taus = TAU_GRID if self.params["sweep"] else (self.params["tau"],)
-        mx = m.max(axis=_AXES)
+        mx = m.max(axis=MAP_AXES)
         values = np.zeros(n)
         notes = [""] * n
         extras: list[Any] = [None] * n
@@ -416,113 +405,3 @@ class BoxIoU(_LocalisationMetric):
             notes={"": notes, "hit": list(notes)},
             extras={"": extras},
         )
-
-
-# --------------------------------------------------------------------------------------- pointing
-
-
-def disc(radius: int) -> np.ndarray:
-    """Boolean (2r+1, 2r+1) disc: offsets with dx² + dy² ≤ r²."""
-    r = int(radius)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return xx**2 + yy**2 <= r**2
-
-
-@register_metric
-class PointingGame(_LocalisationMetric):
-    """Pointing game [Zhang et al. 2018]: 1 when the map's maximum lies in M, else 0.
-
-    ``tolerance`` (pixels, default 0; Zhang et al. use 15): a hit when any pixel of M lies within
-    Euclidean distance ``tolerance`` of the maximum (M is dilated by a disc of that radius).
-
-    Ties (several pixels share the maximum value), ``ties``:
-
-    * ``"mean"`` (default): the share of the tied maxima that hit, i.e. the expected hit under a
-      uniformly random choice among them (1 or 0 when the maximum is unique);
-    * ``"any"``: 1 when any tied maximum hits;
-    * ``"first"``: the first maximum in raster order (``np.argmax``).
-
-    A constant (or all-zero) map ties every pixel: with ``ties="mean"`` its value is the share of
-    the image within tolerance of M (chance level), with a note.
-    """
-
-    name = "pointing_game"
-    summary = "1 if the map's argmax lies in M (± tolerance px); ties: share of tied maxima [Zhang 2018]"
-    params_spec: ClassVar[dict[str, Param]] = {
-        "tolerance": Param(0, int, "hit radius in pixels around the maximum (Zhang et al.: 15)",
-                           **at_least(0)),
-        "ties": Param("mean", str, "tied maxima: mean (share that hit), any, first (raster order)",
-                      choices=("mean", "any", "first")),
-        "mask": _MASK_PARAM,
-        **_MAP_PARAMS,
-    }
-
-    def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
-        r = self.params["tolerance"]
-        target = masks
-        if r > 0:
-            target = ndimage.binary_dilation(masks, structure=disc(r)[None])
-        n = len(m)
-        flat = m.reshape(n, -1)
-        tflat = target.reshape(n, -1)
-        tied = flat == flat.max(axis=1, keepdims=True)
-        ties = self.params["ties"]
-        if ties == "mean":
-            values = _safe_ratio((tied & tflat).sum(axis=1), tied.sum(axis=1))
-        elif ties == "any":
-            values = (tied & tflat).any(axis=1).astype(np.float64)
-        else:
-            first = flat.argmax(axis=1)
-            values = tflat[np.arange(n), first].astype(np.float64)
-        n_tied = tied.sum(axis=1)
-        notes = [f"{k} tied maxima" if 1 < k < flat.shape[1] else "" for k in n_tied]
-        return MetricOutput(values={"": values}, notes={"": notes})
-
-
-@register_metric
-class EnergyPointingGame(_LocalisationMetric):
-    """Energy-based pointing game [Wang et al. 2020, Score-CAM]: Σ_M map⁺ / Σ map⁺.
-
-    map⁺ = max(map, 0). A map without positive values (all-zero or all-negative) has no energy:
-    value 0 with a note. A constant positive map gives |M| / (H·W).
-    """
-
-    name = "energy_pointing_game"
-    summary = "Σ_M map⁺ / Σ map⁺: share of the positive map energy inside M [Wang 2020]"
-
-    def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
-        pos = np.maximum(m, 0.0)
-        total = pos.sum(axis=_AXES)
-        values = _safe_ratio((pos * masks).sum(axis=_AXES), total)
-        notes = [
-            "no positive map values" if t <= 0 and np.any(mi != 0) else ""
-            for t, mi in zip(total, m, strict=True)
-        ]
-        return MetricOutput(values={"": values}, notes={"": notes})
-
-
-@register_metric
-class RelevanceRankAccuracy(_LocalisationMetric):
-    """Relevance rank accuracy [Arras et al. 2022]: the share of the top-K pixels in M, K = |M|.
-
-    Pixels are ranked by map value (highest first). Pixels tied with the K-th value at the boundary
-    count fractionally: each stands for (K − #strictly higher) / #tied of a slot, i.e. the expected
-    value under a uniformly random tie-break. A constant map therefore gives |M| / (H·W).
-    """
-
-    name = "relevance_rank_accuracy"
-    summary = "share of the top-|M| pixels of the map that lie in M (ties shared) [Arras 2022]"
-
-    def _compute(self, m: np.ndarray, masks: np.ndarray, ctx: EvalContext) -> MetricOutput:
-        n = len(m)
-        flat = m.reshape(n, -1)
-        mflat = masks.reshape(n, -1)
-        k = mflat.sum(axis=1)
-        ordered = -np.sort(-flat, axis=1)
-        kth = np.take_along_axis(ordered, np.maximum(k - 1, 0)[:, None], axis=1)
-        above = flat > kth
-        tied = flat == kth
-        slots = k - above.sum(axis=1)
-        tied_in = _safe_ratio((tied & mflat).sum(axis=1), tied.sum(axis=1))
-        hits = (above & mflat).sum(axis=1) + slots * tied_in
-        return MetricOutput(values={"": _safe_ratio(hits, k)})

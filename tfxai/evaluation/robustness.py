@@ -8,7 +8,7 @@
   its augmented version (rotations and G'MIC filters, :mod:`tfxai.evaluation.augment`).
 
 Units: images are RGB 0..255; the radius r is given in [0, 1] input units (r = 0.02 means 0.02·255 in
-0..255 units, REFERENCE.md, Conventions).
+0..255 units, docs/conventions.md, Units).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from tfxai.attribution.base import MAP_REDUCE, MAP_SCALE, Param, above
 from tfxai.evaluation import augment as aug
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
+from tfxai.primitives import target_probability
 
 __all__ = ["MaxSensitivity", "AvgSensitivity", "SSIMAugmentation", "ssim", "GATE"]
 
@@ -30,8 +31,7 @@ GATE = 0.05
 
 
 def _probabilities(backbone: Any, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    p = backbone.predict(images)
-    return p[np.arange(len(targets)), targets].astype(np.float64)
+    return target_probability(backbone.predict(images), targets).astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------- sensitivity
