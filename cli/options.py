@@ -70,7 +70,7 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def run_options(fn: Callable) -> Callable:
-    """The options shared by ``attribute`` and ``evaluate`` (DESIGN.md, CLI)."""
+    """The options shared by ``attribute`` and ``evaluate`` (README, "Typical use")."""
     opts = [
         click.option("--model", "models", required=True,
                      help="Comma list of registered models or saved .keras/.h5 model files."),

@@ -2,7 +2,7 @@
 
 Images come out as RGB ``float32`` in 0..255, the convention of every tfxai backbone.
 
-Resize modes (REFERENCE.md, Conventions):
+Resize modes (docs/conventions.md, Resizing):
 
 * ``squash`` (default, Gattas): resize to the input size without cropping; every box stays valid.
 * ``crop``: resize so that the image covers the input size (shorter side first), then centre-crop,
