@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfxai import graph
 from tfxai.backend import keras
 from tfxai.model_errors import ModelLoadError
+from tfxai.primitives import softmax, target_score
 
 __all__ = ["Backbone", "logits_graph", "find_last_conv_layer"]
 
@@ -173,6 +174,7 @@ class Backbone:
     logit_model: keras.Model = field(init=False)
     _layer_models: dict[str, keras.Model] = field(init=False, default_factory=dict)
     _logits_fn: Any = field(init=False, default=None)
+    _target_logits_fn: Any = field(init=False, default=None)
 
     def __repr__(self) -> str:
         # short: TensorFlow's retracing warning prints the bound method's owner
@@ -238,7 +240,17 @@ class Backbone:
         """Logit of each image's target class, (N,)."""
         logits = self.logits(images)
         t = tf.cast(tf.reshape(targets, (-1,)), tf.int32)
-        return tf.gather(logits, t, batch_dims=1)
+        return target_score(logits, t)
+
+    def compiled_target_logits(self) -> Any:
+        """``(images, targets) → target logits`` compiled once per backbone (fixed signature, a
+        free batch dimension): the forward pass of every perturbation metric."""
+        if self._target_logits_fn is None:
+            spec = [tf.TensorSpec((None, *self.input_shape), tf.float32),
+                    tf.TensorSpec((None,), tf.int32)]
+            self._target_logits_fn = tf.function(self.target_logits, input_signature=spec,
+                                                 reduce_retracing=True, autograph=False)
+        return self._target_logits_fn
 
     def _compiled_logits(self) -> Any:
         if self._logits_fn is None:
@@ -260,10 +272,7 @@ class Backbone:
 
     def predict(self, images: Any, batch_size: int = 32) -> np.ndarray:
         """Class probabilities, (N, classes): the softmax of :meth:`logits`."""
-        z = self.predict_logits(images, batch_size)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self.predict_logits(images, batch_size)).astype(np.float32)
 
     def layer_model(self, layer: str | None = None) -> keras.Model:
         """A model mapping the *preprocessed* input to ``[activations of layer, logits]``.

@@ -2,8 +2,8 @@
 
 * :func:`target_score`: the explained score, the target class's logit of each row (in a graph);
   every gradient method differentiates it, every metric on logits reads it.
-* :func:`softmax` and :func:`target_probability`: class probabilities from logits (float64,
-  max-shifted), and the target's probability of each row.
+* :func:`softmax` and :func:`target_probability`: class probabilities from logits (max-shifted,
+  in the logits' precision), and the target's probability of each row.
 * :func:`top_k_mask` and :func:`rank_pixels`: the highest-scoring pixels of each map and the full
   order from most to least relevant, with an explicit tie rule: ``"index"`` (equal scores in
   raster order, the lower flat index first) or ``"seeded"`` (equal scores in a per-image random
@@ -29,8 +29,11 @@ def target_score(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
 
 
 def softmax(logits: Any) -> np.ndarray:
-    """Class probabilities (N, classes), float64: the softmax of max-shifted logits."""
-    z = np.asarray(logits, np.float64)
+    """Class probabilities (N, classes): the softmax of max-shifted logits, computed in the
+    logits' floating precision (float64 for any other input)."""
+    z = np.asarray(logits)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

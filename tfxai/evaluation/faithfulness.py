@@ -44,15 +44,8 @@ BATCH_SIZE_PARAM = Param(64, int, "perturbed images per forward pass", **above(0
 
 
 def target_logits_fn(backbone: Any) -> Any:
-    """A compiled ``(images, targets) → target logits`` with a fixed signature (cached per backbone)."""
-    fn = getattr(backbone, "_tfxai_target_logits_fn", None)
-    if fn is None:
-        spec = [tf.TensorSpec((None, *backbone.input_shape), tf.float32),
-                tf.TensorSpec((None,), tf.int32)]
-        fn = tf.function(lambda x, t: backbone.target_logits(x, t), input_signature=spec,
-                         reduce_retracing=True, autograph=False)
-        backbone._tfxai_target_logits_fn = fn
-    return fn
+    """A compiled ``(images, targets) → target logits`` (the backbone's, built once)."""
+    return backbone.compiled_target_logits()
 
 
 def batched_target_logits(backbone: Any, images: np.ndarray, targets: np.ndarray,
