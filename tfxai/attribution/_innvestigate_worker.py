@@ -168,10 +168,9 @@ def _load_bundle(tf, np, path: str) -> tuple:  # noqa: ANN001
     return model, diff
 
 
-def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
-    """Answer requests on ``conn`` until ``close`` or the caller goes away."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+def _start(conn):  # noqa: ANN001, ANN202 - a multiprocessing Connection
+    """Import TensorFlow (Keras 2, graph mode) and innvestigate and send the caller their
+    versions: ``(tf, np, innvestigate)``, or ``None`` when that failed (the error was sent)."""
     try:
         import sys
 
@@ -197,8 +196,39 @@ def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
         }))
     except BaseException:  # noqa: BLE001 - reported to the caller
         conn.send(("error", traceback.format_exc()))
-        return
+        return None
+    return tf, np, innvestigate
 
+
+def _load(tf, np, path: str) -> tuple:  # noqa: ANN001
+    """``(model, probe difference or None)``: the model of a bundle directory (checked against
+    its probe) or of a Keras 2 file."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json")):
+        return _load_bundle(tf, np, path)
+    return tf.keras.models.load_model(path, compile=False), None
+
+
+def _analyze(innvestigate, np, model, analyzers: dict, msg: tuple):  # noqa: ANN001, ANN202
+    """The relevance asked by ``("analyze", method, kwargs, x, targets)``; the analyzer is built
+    once per ``(method, kwargs)`` and kept in ``analyzers``."""
+    _, method, kwargs, x, targets = msg
+    if model is None:
+        raise RuntimeError("no model loaded in the innvestigate worker")
+    key = (method, repr(sorted(kwargs.items())))
+    if key not in analyzers:
+        analyzers[key] = _create(innvestigate, method, model, kwargs)
+    rel = analyzers[key].analyze(x, neuron_selection=np.asarray(targets))
+    return np.asarray(rel, dtype=np.float32)
+
+
+def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
+    """Answer requests on ``conn`` until ``close`` or the caller goes away."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    modules = _start(conn)
+    if modules is None:
+        return
+    tf, np, innvestigate = modules
     model = None
     analyzers: dict = {}
     while True:
@@ -214,22 +244,12 @@ def serve(conn) -> None:  # noqa: ANN001 - a multiprocessing Connection
                 tf.keras.backend.clear_session()
                 analyzers.clear()
                 model = None
-                if os.path.isdir(msg[1]) and os.path.exists(os.path.join(msg[1], "model.json")):
-                    model, diff = _load_bundle(tf, np, msg[1])
-                else:
-                    model, diff = tf.keras.models.load_model(msg[1], compile=False), None
+                model, diff = _load(tf, np, msg[1])
                 _reserve_names(tf, model)
                 conn.send(("ok", {"outputs": int(model.output_shape[-1]),
                                   "layers": len(model.layers), "probe_max_abs_diff": diff}))
             elif op == "analyze":
-                _, method, kwargs, x, targets = msg
-                if model is None:
-                    raise RuntimeError("no model loaded in the innvestigate worker")
-                key = (method, repr(sorted(kwargs.items())))
-                if key not in analyzers:
-                    analyzers[key] = _create(innvestigate, method, model, kwargs)
-                rel = analyzers[key].analyze(x, neuron_selection=np.asarray(targets))
-                conn.send(("ok", np.asarray(rel, dtype=np.float32)))
+                conn.send(("ok", _analyze(innvestigate, np, model, analyzers, msg)))
             else:
                 raise ValueError(f"unknown request {op!r}")
         except BaseException:  # noqa: BLE001 - reported to the caller

@@ -32,29 +32,38 @@ exception in the worker comes back as :class:`InnvestigateWorkerError` with the 
 traceback; a worker that dies (killed, segfault) or does not answer within the timeout is
 reported the same way, never waited on forever, and the next call starts a new one. Workers are
 shut down when their model is garbage-collected and at interpreter exit.
+
+This module holds the public entry points (availability, the worker handle, the shared workers,
+:func:`analyze`); the rest lives next to it: ``_innvestigate_install`` (the probe of the
+worker's Python, the pip commands), ``_innvestigate_export`` (the bundle),
+``_innvestigate_config`` (Keras 3 → Keras 2 config), ``_innvestigate_process`` (starting and
+stopping the child) and ``_innvestigate_worker`` (the child itself).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfxai import graph
-from tfxai.attribution._innvestigate_config import ConfigTranslationError, Weights, to_keras2
+from tfxai.attribution._innvestigate_config import ConfigTranslationError
+from tfxai.attribution._innvestigate_export import export_bundle, keras3_config
+from tfxai.attribution._innvestigate_install import (
+    INSTALL_INNVESTIGATE,
+    _missing,
+    _run_probe,
+    install_commands,
+)
+from tfxai.attribution._innvestigate_process import _describe_exit, _log_tail, _shutdown, _spawn
 from tfxai.backend import keras
 
 __all__ = [
@@ -76,12 +85,6 @@ __all__ = [
     "worker_python",
 ]
 
-_WORKER_FILE = Path(__file__).with_name("_innvestigate_worker.py")
-
-#: The pip command that installs innvestigate without touching TensorFlow, Keras or numpy
-#: (``--ignore-requires-python``: innvestigate 2.1.2 declares Python < 3.12 but runs there).
-INSTALL_INNVESTIGATE = "pip install --no-deps --ignore-requires-python innvestigate==2.1.2"
-
 #: Common innvestigate analyzer names (``innvestigate.create_analyzer`` accepts more).
 ANALYZERS = (
     "gradient", "input_t_gradient", "guided_backprop", "deconvnet", "integrated_gradients",
@@ -89,34 +92,6 @@ ANALYZERS = (
     "lrp.flat", "lrp.alpha_beta", "lrp.alpha_2_beta_1", "lrp.alpha_1_beta_0", "lrp.z_plus",
     "lrp.z_plus_fast", "lrp.sequential_preset_a", "lrp.sequential_preset_b",
     "lrp.sequential_preset_a_flat", "lrp.sequential_preset_b_flat",
-)
-
-# Run in the child by ``python -c``: drop the working directory from sys.path (so that nothing
-# there shadows innvestigate), then run the worker file with the connection on the given fd.
-_BOOT = (
-    "import os, runpy, sys\n"
-    "if sys.path and sys.path[0] in ('', os.getcwd()):\n"
-    "    del sys.path[0]\n"
-    "from multiprocessing.connection import Connection\n"
-    "runpy.run_path(sys.argv[1], init_globals={'_CONN': Connection(int(sys.argv[2]))},\n"
-    "               run_name='__tfxai_innvestigate_worker__')\n"
-)
-
-# What the worker's Python has installed; distribution metadata only, nothing is imported.
-_PROBE = (
-    "import importlib.metadata as md, importlib.util as u, json, sys\n"
-    "def v(*names):\n"
-    "    for n in names:\n"
-    "        try:\n"
-    "            return md.version(n)\n"
-    "        except md.PackageNotFoundError:\n"
-    "            pass\n"
-    "    return None\n"
-    "print(json.dumps({'python': sys.version.split()[0],\n"
-    "    'tensorflow': v('tensorflow', 'tensorflow-cpu', 'tensorflow-macos', 'tensorflow-intel',\n"
-    "                    'tf-nightly', 'tf-nightly-cpu'),\n"
-    "    'tf_keras': v('tf_keras', 'tf-keras') if u.find_spec('tf_keras') else None,\n"
-    "    'innvestigate': v('innvestigate') if u.find_spec('innvestigate') else None}))\n"
 )
 
 
@@ -149,42 +124,6 @@ def worker_python(python: str | os.PathLike | None = None) -> str:
     return str(python or os.environ.get("TFXAI_INNVESTIGATE_PYTHON") or sys.executable)
 
 
-def _minor(version: str | None) -> tuple[int, int] | None:
-    try:
-        major, minor = str(version).split(".")[:2]
-        return int(major), int(minor)
-    except (ValueError, TypeError):
-        return None
-
-
-def install_commands(tf_version: str | None, python: str | None = None,
-                     python_version: str | None = None) -> list[str]:
-    """The pip commands that install the worker's optional dependencies into ``python``:
-    tf_keras matching ``tf_version`` (for TensorFlow ≥ 2.16, whose ``tf.keras`` is Keras 3)
-    and innvestigate 2.1.2 with ``--no-deps`` (plus ``--ignore-requires-python`` on Python
-    ≥ 3.12, or when the Python version is not known)."""
-    prefix = f"{python} -m " if python else ""
-    cmds = []
-    mm = _minor(tf_version)
-    if mm is None or mm >= (2, 16):
-        major, minor = mm or _minor(_local_tf_version()) or (2, 21)
-        cmds.append(f'{prefix}pip install "tf_keras~={major}.{minor}.0"')
-    if (_minor(python_version) or (3, 99)) >= (3, 12):
-        cmds.append(f"{prefix}{INSTALL_INNVESTIGATE}")
-    else:
-        cmds.append(f"{prefix}pip install --no-deps innvestigate==2.1.2")
-    return cmds
-
-
-def _local_tf_version() -> str | None:
-    try:
-        import tensorflow as tf
-
-        return str(tf.__version__)
-    except ImportError:  # pragma: no cover - tfxai needs TensorFlow
-        return None
-
-
 _PROBED: dict[str, dict[str, Any]] = {}
 
 
@@ -199,45 +138,9 @@ def _probe(python: str) -> dict[str, Any]:
     return _PROBED[python]
 
 
-def _run_probe(python: str) -> dict[str, Any]:
-    try:
-        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"error": f"cannot run {python}: {type(exc).__name__}: {exc}"}
-    if out.returncode != 0:
-        return {"error": f"{python} failed: {out.stderr.strip()[-500:]}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def _check(python: str) -> tuple[str | None, list[str]]:
     """``(None, [])`` when the worker can run, else ``(reason, install commands)``."""
-    info = _probe(python)
-    if "error" in info:
-        return f"the innvestigate worker's Python is unusable: {info['error']}", []
-    tf_version = info.get("tensorflow")
-    problems = []
-    if tf_version is None:
-        problems.append("TensorFlow is not installed")
-        cmds = [f'{python} -m pip install "tensorflow=={_local_tf_version()}"'] if \
-            _local_tf_version() else []
-        cmds += install_commands(_local_tf_version(), python, info.get("python"))
-    else:
-        cmds = install_commands(tf_version, python, info.get("python"))
-        if (_minor(tf_version) or (99, 0)) >= (2, 16):
-            if info.get("tf_keras") is None:
-                problems.append("tf_keras (Keras 2) is not installed")
-            elif _minor(info["tf_keras"]) != _minor(tf_version):
-                problems.append(f"tf_keras {info['tf_keras']} does not match TensorFlow "
-                                f"{tf_version}")
-    if info.get("innvestigate") is None:
-        problems.append("innvestigate is not installed")
-    if not problems:
-        return None, []
-    reason = (f"the innvestigate reference needs innvestigate 2.1.2 and Keras 2 (tf_keras) in "
-              f"the worker's Python {python} (TensorFlow {tf_version or 'missing'}): "
-              f"{'; '.join(problems)}. Install them with:\n  " + "\n  ".join(cmds))
-    return reason, cmds
+    return _missing(python, _probe(python))
 
 
 def innvestigate_available(python: str | os.PathLike | None = None) -> tuple[bool, str]:
@@ -260,195 +163,7 @@ def _require(python: str) -> None:
         raise InnvestigateUnavailableError(reason, _check(python)[1])
 
 
-# ------------------------------------------------------------------------ model export
-
-
-def _is_wrapper(op: Any, name: str) -> bool:
-    cls = getattr(graph, name, None)
-    return cls is not None and isinstance(op, cls)
-
-
-def _unwrap(op: Any) -> tuple[Any, Any]:
-    """``(layer whose config and weights are used, activation override or None)``."""
-    if _is_wrapper(op, "FusedActivation"):
-        return op.inner, op.new_activation
-    if _is_wrapper(op, "Alias"):
-        return _unwrap(op.op)
-    if _is_wrapper(op, "InferenceBatchNorm"):  # Keras 2 runs the layer as the same fused kernel
-        return op.inner, None
-    return op, None
-
-
-def _layer_entry(op: Any) -> dict[str, Any]:
-    if graph.is_graph_model(op):
-        entry = keras3_config(op)
-    else:
-        layer, activation = _unwrap(op)
-        if not isinstance(layer, keras.layers.Layer):
-            raise ConfigTranslationError(
-                f"layer {op.name} ({type(layer).__name__}): a Keras operation called on a tensor "
-                "has no Keras 2 layer equivalent; use a Keras layer instead")
-        try:
-            entry = keras.saving.serialize_keras_object(layer)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the layer's name
-            raise ConfigTranslationError(
-                f"layer {op.name} ({type(layer).__name__}) cannot be serialized: "
-                f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
-        entry["config"] = dict(entry["config"])
-        if activation is not None:
-            try:
-                entry["config"]["activation"] = keras.activations.serialize(activation)
-            except Exception:  # noqa: BLE001
-                raise ConfigTranslationError(
-                    f"layer {op.name}: its activation {activation!r} is not a Keras "
-                    "activation") from None
-        entry["config"]["name"] = op.name
-    return entry
-
-
-def keras3_config(model: Any) -> dict[str, Any]:
-    """``model`` serialized as Keras 3 does (``{"class_name", "config"}``), also when it holds
-    tfxai's graph wrappers (:class:`tfxai.graph.FusedActivation`, :class:`tfxai.graph.Alias`):
-    they are written as the layer they wrap, under their own name."""
-    if not isinstance(model, graph.Functional):
-        return keras.saving.serialize_keras_object(model)
-    from keras.src.models.functional import serialize_node
-    from keras.src.ops.function import make_node_key
-
-    own = model._nodes
-    reindex: dict[str, int] = {}
-    for op in model.operations:
-        kept = 1 if isinstance(op, graph.Functional) else 0
-        for i in range(len(op._inbound_nodes)):
-            key = make_node_key(op, i)
-            if key in own:
-                reindex[key] = kept
-                kept += 1
-    layers = []
-    for op in model.operations:
-        entry = _layer_entry(op)
-        entry["name"] = op.name
-        nodes = []
-        for i, node in enumerate(op._inbound_nodes):
-            if make_node_key(op, i) in own:
-                data = serialize_node(node, own_nodes=own)
-                if data is not None:
-                    nodes.append(data)
-        entry["inbound_nodes"] = nodes
-        layers.append(entry)
-
-    def tensor(t: Any) -> list[Any]:
-        op, node_index, tensor_index = t._keras_history
-        return [op.name, reindex[make_node_key(op, node_index)], tensor_index]
-
-    return {"class_name": "Functional", "config": {
-        "name": model.name, "trainable": model.trainable, "layers": layers,
-        "input_layers": [tensor(t) for t in model.inputs],
-        "output_layers": [tensor(t) for t in model.outputs],
-    }}
-
-
-def _weights(model: Any, prefix: str = "") -> Weights:
-    out: Weights = {}
-    for op in model.layers:
-        path = f"{prefix}{op.name}"
-        if graph.is_graph_model(op):
-            out.update(_weights(op, f"{path}/"))
-            continue
-        layer, _ = _unwrap(op)
-        arrays = [(v.name.split("/")[-1].split(":")[0], np.asarray(v.numpy()))
-                  for v in getattr(layer, "weights", [])]
-        if arrays:
-            out[path] = arrays
-    return out
-
-
-def export_bundle(model: Any, directory: str | os.PathLike, probe: Any = None,
-                  rewrite: bool = True) -> Path:
-    """Write the worker's bundle of a Keras 3 model into ``directory``.
-
-    Files: ``model.json`` (the Keras 2 config), ``weights.npz`` and ``manifest.json`` (arrays
-    per layer path and weight name). ``probe`` (an input batch; default: two seeded standard
-    normal inputs when the input shape is known) is stored with the Keras 3 model's outputs: the
-    worker checks that the rebuilt model reproduces them (relative 1e-3 of the largest output).
-    """
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ConfigTranslationError(
-            f"model {model.name!r}: innvestigate needs one input and one output, it has "
-            f"{len(model.inputs)} and {len(model.outputs)}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config, weights = to_keras2(keras3_config(model), _weights(model), rewrite=rewrite)
-    arrays: dict[str, np.ndarray] = {}
-    layers = []
-    for path, named in weights.items():
-        items = []
-        for name, arr in named:
-            key = f"w{len(arrays)}"
-            arrays[key] = np.asarray(arr)
-            items.append({"name": name, "key": key})
-        layers.append({"path": path, "weights": items})
-    manifest: dict[str, Any] = {"layers": layers, "probe": None}
-    shape = tuple(model.inputs[0].shape[1:])
-    if probe is None and all(isinstance(d, int) for d in shape):
-        probe = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
-    if probe is not None:
-        x = np.asarray(probe, np.float32)
-        arrays["probe_x"] = x
-        arrays["probe_y"] = np.asarray(model(x, training=False), np.float64)
-        manifest["probe"] = {"x": "probe_x", "y": "probe_y", "rtol": 1e-3}
-    (directory / "model.json").write_text(json.dumps(config), encoding="utf-8")
-    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    np.savez(directory / "weights.npz", **arrays)
-    return directory
-
-
 # ------------------------------------------------------------------------ the worker
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _log_tail(path: Path, limit: int = 2000) -> str:
-    try:
-        text = path.read_bytes()[-limit:].decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-    return f"; last output of the worker:\n{text}" if text else ""
-
-
-def _shutdown(proc: subprocess.Popen, conn: Connection, log: Any, tmpdir: str | None) -> None:
-    """Finalizer: ask the worker to exit, then terminate/kill it; remove its directory."""
-    try:
-        if proc.poll() is None:
-            try:
-                conn.send(("close",))
-            except (OSError, ValueError):
-                pass
-            for stop, wait in ((None, 5), (proc.terminate, 5), (proc.kill, 2)):
-                if stop is not None and proc.poll() is None:
-                    stop()
-                try:
-                    proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-    finally:
-        for closing in (conn.close, log.close):
-            try:
-                closing()
-            except OSError:
-                pass
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class InnvestigateWorker:
@@ -480,27 +195,15 @@ class InnvestigateWorker:
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tfxai-innvestigate-")
         self.log_path = Path(self.tmpdir) / "worker.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the finalizer
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        ours, theirs = socket.socketpair()
         try:
-            proc = subprocess.Popen(
-                [self.python, "-c", _BOOT, str(_WORKER_FILE), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=env, cwd=self.tmpdir,
-            )
+            self._proc, self._conn = _spawn(self.python, self.tmpdir, log)
         except BaseException:
-            ours.close()
             log.close()
             if tmpdir is None:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
-        finally:
-            theirs.close()
-        self._proc = proc
-        self._conn = Connection(ours.detach())
-        self._finalizer = weakref.finalize(self, _shutdown, proc, self._conn, log, self.tmpdir)
+        self._finalizer = weakref.finalize(self, _shutdown, self._proc, self._conn, log,
+                                           self.tmpdir)
         try:
             self.versions = self._receive(start_timeout, "starting")
             self.info = self._request(("load", self.model_path), start_timeout, "loading the model")
