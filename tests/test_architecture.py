@@ -100,3 +100,15 @@ def test_no_function_above_the_limit():
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE.parent)}:{node.name} ({n} lines)")
     assert long == []
+
+
+def test_setup_cfg_lists_every_package():
+    """``setup.cfg`` lists packages by hand: a package missing there is missing from a wheel."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(PACKAGE.parent / "setup.cfg")
+    listed = {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
+    found = {".".join(init.parent.relative_to(PACKAGE.parent).parts)
+             for init in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, f"not in setup.cfg: {sorted(found - listed)}"
