@@ -150,3 +150,33 @@ def test_one_run_over_several_methods_writes_the_scores_of_one_run_per_method(
     assert len(shared) == len(alone) >= 6 * len(methods) * 10  # 1 + 9 variants per image
     assert shared == alone
     assert any(v != "" for v, _ in shared.values())
+
+
+def test_a_run_with_a_dataset_pass_predicts_each_image_once(tiny_cnn_file, image_dir, tmp_path,
+                                                             monkeypatch):
+    """ssim_augmentation's dataset pass (its data range over all images) predicts every image;
+    the scoring pass reuses those predictions instead of predicting again."""
+    import tfxai.pipeline.batches as batches
+    from tfxai.backbone import Backbone
+
+    seen = {"predict": 0, "pipeline": 0}
+    real_predict, real_predictions = Backbone.predict, batches._predictions
+
+    def predict(self, images, *args, **kwargs):
+        seen["predict"] += len(images)
+        return real_predict(self, images, *args, **kwargs)
+
+    def predictions(*args, **kwargs):
+        before = seen["predict"]
+        out = real_predictions(*args, **kwargs)
+        seen["pipeline"] += seen["predict"] - before
+        return out
+
+    monkeypatch.setattr(Backbone, "predict", predict)
+    monkeypatch.setattr(batches, "_predictions", predictions)
+    res = CliRunner().invoke(main, [
+        "evaluate", "--model", str(tiny_cnn_file), "--images", str(image_dir), "--method",
+        "saliency,gradcam", "--metric", "ssim_augmentation", "--out", str(tmp_path / "r"),
+        "--batch-size", "4", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert seen["pipeline"] == 6  # six images, each predicted once

@@ -18,7 +18,7 @@ from tfxai.pipeline.session import Interrupt, Stage, progress_bar, stage_setter
 from tfxai.primitives import target_probability
 from tfxai.results import ResultsDir
 
-__all__ = ["Prepared", "Known", "predict_batch", "error_row", "load_errors", "target_errors", "DoneCheck", "MethodWork", "BatchHook", "sample_chunks", "known_label", "split_done", "count_with_target", "work_left", "batch_loop", "flush_errors"]
+__all__ = ["Prepared", "Known", "PredictionMemo", "predict_batch", "error_row", "load_errors", "target_errors", "DoneCheck", "MethodWork", "BatchHook", "sample_chunks", "known_label", "split_done", "count_with_target", "work_left", "batch_loop", "flush_errors"]
 
 
 @dataclass
@@ -43,13 +43,35 @@ class Prepared:
 Known = dict[str, tuple[int, int] | None]
 
 
-def predict_batch(
-    cfg: RunConfig, bb: Backbone, batch: Batch, rd: ResultsDir, known: Known
-) -> Prepared:
-    """Predict a loaded batch, append the prediction rows not yet in ``known`` (and add them)."""
+#: an evaluate run's predictions by image id, (predicted class, its probability): the dataset pass
+#: predicts each image and the scoring pass reuses it (12 bytes per image)
+PredictionMemo = dict[str, tuple[int, float]]
+
+
+def _predictions(cfg: RunConfig, bb: Backbone, batch: Batch, memo: PredictionMemo | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, confidence) of a loaded batch: from ``memo`` when it holds every image,
+    else one batched forward pass (remembered in ``memo``)."""
+    ids = batch.image_ids
+    if memo is not None and ids and all(i in memo for i in ids):
+        return (np.array([memo[i][0] for i in ids], dtype=np.int64),
+                np.array([memo[i][1] for i in ids], dtype=np.float32))
     probs = bb.predict(batch.images, batch_size=cfg.batch_size)
     predicted = probs.argmax(axis=1)
     confidence = target_probability(probs, predicted)
+    if memo is not None:
+        memo.update(zip(ids, zip(predicted.tolist(), confidence.tolist(), strict=True),
+                        strict=True))
+    return predicted, confidence
+
+
+def predict_batch(
+    cfg: RunConfig, bb: Backbone, batch: Batch, rd: ResultsDir, known: Known,
+    memo: PredictionMemo | None = None,
+) -> Prepared:
+    """Predict a loaded batch (once per run: see ``memo``), append the prediction rows not yet in
+    ``known`` (and add them)."""
+    predicted, confidence = _predictions(cfg, bb, batch, memo)
     rows = []
     for i, s in enumerate(batch.samples):
         if s.image_id in known:
@@ -153,7 +175,7 @@ def work_left(cfg: RunConfig, samples: list[Sample], known: Known, is_done: Done
 def batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], samples: list[Sample],
                 rd: ResultsDir, summary: RunSummary, stop: Interrupt, on_batch: BatchHook | None,
                 what: str, known: Known, is_done: DoneCheck, skipped_per_image: int,
-                work: MethodWork) -> bool:
+                work: MethodWork, memo: PredictionMemo | None = None) -> bool:
     """The batch loop of ``attribute`` and ``evaluate``; True when stopped by SIGINT.
 
     Per batch, only the images with work left are loaded and predicted and ``work`` runs on
@@ -175,7 +197,7 @@ def batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], sample
                 batch = load_batch(todo, bb.input_size, cfg.resize)
                 errors = load_errors(batch, bb.name)
                 if batch.samples:
-                    prep = predict_batch(cfg, bb, batch, rd, known)
+                    prep = predict_batch(cfg, bb, batch, rd, known, memo)
                     labels.update(zip(batch.image_ids, batch.labels.tolist(), strict=True))
             errors.extend(target_errors(cfg, chunk, labels, bb.name))
             if prep is not None:

@@ -17,6 +17,7 @@ from tfxai.pipeline.attribute import compute_attributions
 from tfxai.pipeline.batches import (
     DoneCheck,
     Known,
+    PredictionMemo,
     Prepared,
     batch_loop,
     count_with_target,
@@ -37,7 +38,7 @@ def dataset_pass_metrics(atts: dict[str, Attributer], metrics: dict[str, dict[st
 
 
 def dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
-                  combine=True, known: Known | None = None) -> dict[tuple[str, str, str], list[Any]]:
+                  combine=True, known: Known | None = None, memo: PredictionMemo | None = None) -> dict[tuple[str, str, str], list[Any]]:
     """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L).
 
     Always over all the samples (loaded and predicted), so the statistic does not depend on
@@ -55,7 +56,7 @@ def dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
     try:
         for batch in iter_batches(samples, bb.input_size, cfg.batch_size, cfg.resize):
             if batch.samples:
-                prep = predict_batch(cfg, bb, batch, rd, known)
+                prep = predict_batch(cfg, bb, batch, rd, known, memo)
                 for name, metric in todo:
                     stage(name, f"dataset pass of {metric.name}")
                     raw, _ = compute_attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)),
@@ -93,10 +94,12 @@ def evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=
     done = rd.score_keys()
     is_done = scores_done(bb, atts, metrics, done)
     first_pass = dataset_pass_metrics(atts, metrics)
+    memo: PredictionMemo | None = {} if first_pass else None  # the pass predicts each image
     if dataset_stats is not None:
         set_dataset_stats(bb, metrics, dataset_stats)
     elif first_pass and work_left(cfg, samples, known, is_done):
-        dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log, known=known)
+        dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log, known=known,
+                     memo=memo)
         if stop.requested:
             return True
     elif first_pass:  # nothing left to score: the pass would only have reused attributions
@@ -110,7 +113,7 @@ def evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=
 
     per_image = sum(len(metrics[name]) for name in atts)
     return batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "evaluate", known,
-                       is_done, per_image, work)
+                      is_done, per_image, work, memo)
 
 
 def metric_variants(metric: Metric, bb: Backbone) -> tuple[str, ...]:
