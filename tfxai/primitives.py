@@ -8,6 +8,9 @@
   order from most to least relevant, with an explicit tie rule: ``"index"`` (equal scores in
   raster order, the lower flat index first) or ``"seeded"`` (equal scores in a per-image random
   order drawn from ``[seed, salt]``, so no position is favoured).
+* :func:`blur` (numpy: the blur fill of occlusion, LIME, the confidence metrics and the insertion
+  canvas) and :func:`blur_tensor` (inside a compiled function: the blurred baselines of DeepLIFT
+  and integrated gradients).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 __all__ = ["target_score", "softmax", "target_probability", "top_k_mask", "rank_pixels",
-           "TIE_RULES"]
+           "TIE_RULES", "blur", "blur_tensor"]
 
 TIE_RULES = ("index", "seeded")
 
@@ -87,3 +91,31 @@ def rank_pixels(maps: np.ndarray, tie: str = "index", seeds: Any = None,
         rand = np.random.default_rng([int(seeds[i]), int(salt)]).random(flat.shape[1])
         order[i] = np.lexsort((rand, -flat[i]))
     return order
+
+
+def blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur over the two spatial axes of (N, H, W, C) or (H, W, C) images: σ in pixels,
+    ``reflect`` borders (edge pixels repeated), kernel radius 4σ (``scipy.ndimage``); the
+    image's dtype is kept."""
+    x = np.asarray(images)
+    spatial = (0, sigma, sigma, 0) if x.ndim == 4 else (sigma, sigma, 0)
+    return ndimage.gaussian_filter(x, sigma=spatial, mode="reflect")
+
+
+def blur_tensor(x: tf.Tensor, sigma: float) -> tf.Tensor:
+    """In a graph: separable Gaussian blur of (N, H, W, C) images, mirror padding (TF's
+    ``REFLECT``), radius ⌈3σ⌉ (capped so the padding fits the image). The blurred baselines of
+    DeepLIFT and integrated gradients, built inside their compiled functions."""
+    h, w = int(x.shape[1]), int(x.shape[2])
+    radius = int(min(np.ceil(3 * sigma), h - 1, w - 1))
+    if sigma <= 0 or radius < 1:
+        return x
+    t = np.arange(-radius, radius + 1, dtype=np.float32)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    k = tf.constant(k / k.sum(), tf.float32)
+    c = int(x.shape[-1])
+    xp = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    kh = tf.tile(tf.reshape(k, (-1, 1, 1, 1)), [1, 1, c, 1])
+    kw = tf.tile(tf.reshape(k, (1, -1, 1, 1)), [1, 1, c, 1])
+    xp = tf.nn.depthwise_conv2d(xp, kh, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(xp, kw, [1, 1, 1, 1], "VALID")

@@ -48,6 +48,7 @@ from tfxai.attribution.base import Attributer, Param, register
 from tfxai.attribution.guided import ElementwiseOverride, is_plain_relu
 from tfxai.backend import keras
 from tfxai.graph import FusedActivation
+from tfxai.primitives import blur_tensor as gaussian_blur
 from tfxai.primitives import target_score
 
 __all__ = ["DeepLift", "deeplift_rewrite", "gaussian_blur", "DeepLiftWarning"]
@@ -321,23 +322,6 @@ def deeplift_rewrite(backbone: Any, single_reference: bool = True,
 
 # --------------------------------------------------------------------------------------- refs
 
-
-def gaussian_blur(x: tf.Tensor, sigma: float) -> tf.Tensor:
-    """Separable Gaussian blur of (N, H, W, C) images, reflect padding, radius ⌈3σ⌉ (capped so
-    the padding fits the image)."""
-    h, w = int(x.shape[1]), int(x.shape[2])
-    radius = int(min(np.ceil(3 * sigma), h - 1, w - 1))
-    if sigma <= 0 or radius < 1:
-        return x
-    t = np.arange(-radius, radius + 1, dtype=np.float32)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    k = tf.constant(k / k.sum(), tf.float32)
-    c = int(x.shape[-1])
-    xp = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    kh = tf.tile(tf.reshape(k, (-1, 1, 1, 1)), [1, 1, c, 1])
-    kw = tf.tile(tf.reshape(k, (1, -1, 1, 1)), [1, 1, c, 1])
-    xp = tf.nn.depthwise_conv2d(xp, kh, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(xp, kw, [1, 1, 1, 1], "VALID")
 
 
 # --------------------------------------------------------------------------------------- method

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.base import Attributer, Param, above, register
+from tfxai.primitives import blur
 
 __all__ = ["Occlusion", "window_starts", "occlusion_map"]
 
@@ -33,10 +34,7 @@ def _fill_image(image: np.ndarray, fill: str, blur_sigma: float) -> np.ndarray:
     if fill == "mean":
         return np.broadcast_to(image.mean(axis=(0, 1), keepdims=True), image.shape).copy()
     if fill == "blur":
-        import cv2
-
-        return cv2.GaussianBlur(image, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma,
-                                borderType=cv2.BORDER_REFLECT)
+        return blur(image, blur_sigma)
     raise ValueError(f"occlusion: fill must be one of {FILLS}, got {fill!r}")
 
 

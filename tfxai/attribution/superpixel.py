@@ -47,6 +47,7 @@ from lime.lime_base import LimeBase
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from tfxai.attribution.base import Attributer, Param, above, register
+from tfxai.primitives import blur
 
 __all__ = ["Lime", "LimeResult", "lime_explain", "lime_kernel", "lime_rows", "make_segmenter",
            "hide_image", "SAMPLINGS", "STOPS"]
@@ -104,10 +105,7 @@ def hide_image(image: np.ndarray, segments: np.ndarray, hide: str, blur_sigma: f
             fudged[sel] = (np.mean(px[:, 0]), np.mean(px[:, 1]), np.mean(px[:, 2]))
         return fudged
     if hide == "blur":
-        import cv2
-
-        return cv2.GaussianBlur(image, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma,
-                                borderType=cv2.BORDER_REFLECT)
+        return blur(image, blur_sigma)
     raise ValueError(f"hide_color must be one of {HIDE_COLORS}, got {hide!r}")
 
 

@@ -33,11 +33,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from tfxai.attribution.base import MAP_REDUCE, Param, above
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
 from tfxai.evaluation.localisation import degenerate_notes, top_region
+from tfxai.primitives import blur
 
 __all__ = ["ConfidenceIncrease", "ConfidenceDrop", "top_region", "occlude", "fill_values"]
 
@@ -50,7 +50,7 @@ def fill_values(images: np.ndarray, fill: str, blur_sigma: float) -> np.ndarray:
     if fill == "mean":
         return np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape)
     if fill == "blur":
-        return ndimage.gaussian_filter(x, sigma=(0, blur_sigma, blur_sigma, 0), mode="reflect")
+        return blur(x, blur_sigma)
     raise ValueError(f"fill must be 'zero', 'mean' or 'blur', got {fill!r}")
 
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from scipy import ndimage
 
 from tfxai.attribution.base import Param, above
 from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
-from tfxai.primitives import rank_pixels, softmax, target_probability
+from tfxai.primitives import blur, rank_pixels, softmax, target_probability
 
 __all__ = [
     "Infidelity",
@@ -231,7 +230,7 @@ class _PixelCurve(Metric):
         canvas = None
         if self.insert:
             sig = self.params["blur_sigma"]
-            canvas = ndimage.gaussian_filter(ctx.images, sigma=(0, sig, sig, 0))
+            canvas = blur(ctx.images, sig)
         per = max(1, self.params["batch_size"] // (steps + 1))
         scores = np.empty((n_img, steps + 1))
         for start in range(0, n_img, per):
