@@ -12,6 +12,7 @@ from typing import Any
 import click
 from tfxai.cli.options import (
     DEFAULT_METHOD,
+    error_text,
     exit_if_unfinished,
     parse_params,
     parse_shard,
@@ -163,7 +164,7 @@ def _run(fn, cfg) -> None:
     try:
         summary = fn(cfg)
     except (ConfigError, DatasetError, ModelLoadError) as exc:
-        _echo(f"error: {exc}")
+        _echo(f"error: {error_text(exc)}")
         sys.exit(EXIT_USAGE)
     except ResultsWriteError as exc:
         _echo(f"error: {exc}")

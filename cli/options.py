@@ -12,6 +12,24 @@ import click
 DEFAULT_METHOD = "gradcam"
 
 
+#: the library's option names (``{opt:name}`` in its messages, :mod:`tfxai.messages`) → flags
+FLAGS = {
+    "models": "--model", "methods": "--method", "metrics": "--metric", "images": "--images",
+    "annotations": "--annotations", "labels": "--labels", "labels_from_name": "--labels-from-name",
+    "weights": "--weights", "out": "--out", "target": "--target", "resize": "--resize",
+    "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed", "shard": "--shard",
+    "method_params": "--param", "metric_params": "--param", "executor": "--executor",
+    "address": "--address", "num_workers": "--num-workers", "worker_cpus": "--cpus-per-worker",
+}
+
+
+def error_text(exc: BaseException) -> str:
+    """A library error's message with its options named by the CLI's flags."""
+    from tfxai.messages import render, template_of
+
+    return render(template_of(exc), FLAGS)
+
+
 def exit_if_unfinished(interrupted: bool, errors: Any, out: Any,
                        echo: Callable[[str], None]) -> None:
     """The run's exit code when it did not finish cleanly: 130 interrupted (re-run resumes), 1

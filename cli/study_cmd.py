@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import click
-from tfxai.cli.options import exit_if_unfinished, split_list
+from tfxai.cli.options import error_text, exit_if_unfinished, split_list
 from tfxai.cli.tables import WIDTH, format_table
 
 EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -92,7 +92,7 @@ def study(name, models, methods, images, annotations, labels_from_name, out, qui
     try:
         result = run_study(get_study(name), options, _echo)
     except (StudyError, ConfigError, DatasetError, ModelLoadError) as exc:
-        _echo(f"error: {exc}")
+        _echo(f"error: {error_text(exc)}")
         sys.exit(EXIT_USAGE)
     except ResultsWriteError as exc:
         _echo(f"error: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from tfxai.cli.options import error_text
 
 DATA_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_DIR = click.Path(file_okay=False, path_type=Path)
@@ -59,7 +60,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: int | None) -
 
 
 def _usage(exc: Exception) -> click.UsageError:
-    return click.UsageError(str(exc))
+    return click.UsageError(error_text(exc))
 
 
 _TRAIN_OPTIONS = [

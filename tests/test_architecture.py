@@ -112,3 +112,28 @@ def test_setup_cfg_lists_every_package():
     found = {".".join(init.parent.relative_to(PACKAGE.parent).parts)
              for init in PACKAGE.rglob("__init__.py")}
     assert found <= listed, f"not in setup.cfg: {sorted(found - listed)}"
+
+
+def test_the_library_never_spells_a_cli_flag():
+    """Library messages name parameters (``{opt:batch_size}``, :mod:`tfxai.messages`); only the
+    CLI knows its flags. Docstrings may mention the CLI; string literals of the core may not."""
+    import re
+
+    from tfxai.cli.options import FLAGS
+
+    flag = re.compile("|".join(re.escape(f) + r"\b" for f in sorted(set(FLAGS.values()))))
+    core = [p for sub in ("pipeline", "executors", "evaluation", "attribution", "training",
+                          "results") for p in (PACKAGE / sub).rglob("*.py")]
+    core += [PACKAGE / "models.py", PACKAGE / "backbone.py", PACKAGE / "run.py"]
+    found = []
+    for path in core:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                and n.body and isinstance(n.body[0], ast.Expr)
+                and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docs and flag.search(node.value)):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert found == []

@@ -149,10 +149,15 @@ def test_compiled_functions_are_traced_once(tiny_cnn_file, images, tmp_path):
 
 
 def test_ray_options_need_ray_executor(tiny_cnn_file, images, tmp_path):
+    from tfxai.cli.options import error_text
+
     from tfxai.run import ConfigError
 
-    with pytest.raises(ConfigError, match="need --executor ray"):
+    with pytest.raises(ConfigError, match="need executor ray") as info:
         run_attribute(_cfg(tiny_cnn_file, images, tmp_path / "r", num_workers=2))
+    # the library names its parameters; the CLI renders the same message with its flags
+    assert str(info.value) == "address and num_workers need executor ray"
+    assert error_text(info.value) == "--address and --num-workers need --executor ray"
 
 
 # --------------------------------------------------------------------------------------- Ray

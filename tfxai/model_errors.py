@@ -7,11 +7,14 @@ They live in this leaf module so that every loader can raise them without import
 
 from __future__ import annotations
 
+from tfxai.messages import OptionMessage
+
 __all__ = ["ModelLoadError", "RandomWeightsWarning"]
 
 
-class ModelLoadError(ValueError):
-    """A model name, file or weights option that cannot be loaded. The message says what to do."""
+class ModelLoadError(OptionMessage, ValueError):
+    """A model name, file or weights option that cannot be loaded. The message says what to do
+    (options named as ``{opt:weights}``: see :mod:`tfxai.messages`)."""
 
 
 class RandomWeightsWarning(UserWarning):

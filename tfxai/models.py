@@ -108,14 +108,14 @@ def _build_registered(spec: ModelSpec, weights: str, seed: int) -> keras.Model:
                 f"{spec.name}: could not get ImageNet weights ({type(exc).__name__}: "
                 f"{str(exc)[:200]}). Keras downloads them from {_KERAS_WEIGHTS} and caches them in "
                 f"{cache}. Offline, copy {spec.weights_file!r} there from a machine with internet, "
-                "or pass --weights /path/to/weights.h5; use --weights none for a random-weight "
+                "or pass {opt:weights} /path/to/weights.h5; use {opt:weights} none for a random-weight "
                 "smoke test."
             ) from exc
     path = Path(weights)
     if not path.exists():
         raise ModelLoadError(
             f"{spec.name}: weights file {str(path)!r} does not exist "
-            "(--weights takes 'imagenet', 'none' or a path to a weights file)"
+            "({opt:weights} takes 'imagenet', 'none' or a path to a weights file)"
         )
     model = _seeded_build(spec.builder, seed)
     try:

@@ -274,7 +274,7 @@ def load_background(value: Any, size: tuple[int, int], limit: int | None = None,
     if value is None:
         raise ValueError(
             f"{method}: parameter 'background' is required: a folder of background images "
-            "(e.g. --param gradient_shap.background=DIR) or an array (B, H, W, 3) in 0..255"
+            "(background=DIR) or an array (B, H, W, 3) in 0..255"
         )
     if isinstance(value, (str, os.PathLike)):
         from tfxai.data import DatasetError, discover, load_batch

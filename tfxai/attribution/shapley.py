@@ -259,7 +259,7 @@ class Shap(Attributer):
                 raise ValueError(
                     f"shap: parameter 'background': folder {str(path)!r} does not exist "
                     "(give a folder of images not in the evaluated set, e.g. "
-                    "--param shap.background=DIR, or leave it unset for the synthetic default)"
+                    "background=DIR, or leave it unset for the synthetic default)"
                 )
             self.background, self.background_ids = load_background_folder(
                 path, size, p["background_size"], p["background_seed"],

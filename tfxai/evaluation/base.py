@@ -179,8 +179,8 @@ class Metric:
             t = backbone.predict_logits(x).argmax(axis=1)
         if self.needs_boxes and boxes is None:
             raise MetricInputError(
-                f"metric {self.name!r} needs bounding boxes: pass boxes=... "
-                "(CLI: --annotations DIR with VOC XML files)"
+                f"metric {self.name!r} needs bounding boxes: pass boxes=... (VOC boxes or "
+                "segmentation masks of the images)"
             )
         if (self.needs_model or self.needs_attributer) and backbone is None:
             raise MetricInputError(f"metric {self.name!r} needs the model")

@@ -89,7 +89,7 @@ def _import_ray() -> Any:
         import ray
     except ImportError as exc:
         raise ConfigError(
-            "--executor ray needs Ray, an optional extra: pip install 'tfxai[ray]' "
+            "{opt:executor} ray needs Ray, an optional extra: pip install 'tfxai[ray]' "
             f"(import failed: {exc})") from exc
     return ray
 
@@ -111,7 +111,7 @@ def _init_ray(ray: Any, cfg: RunConfig) -> bool:
             ray.init(num_cpus=ncpu, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = cfg.address or "a local cluster"
-        raise ConfigError(f"--executor ray: cannot start or reach Ray at {where}: {exc}") from exc
+        raise ConfigError(f"{{opt:executor}} ray: cannot start or reach Ray at {where}: {exc}") from exc
     return True
 
 
@@ -124,10 +124,10 @@ def _probe(address: str, timeout: float = 10.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except ValueError:
-        raise ConfigError(f"--address {address!r}: expected auto or HOST:PORT") from None
+        raise ConfigError(f"{{opt:address}} {address!r}: expected auto or HOST:PORT") from None
     except OSError as exc:
-        raise ConfigError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
-                          "start one with `ray start --head` or use --address auto") from exc
+        raise ConfigError(f"{{opt:address}} {address}: cannot reach a Ray cluster there ({exc}); "
+                          "start one with `ray start --head` or use {opt:address} auto") from exc
 
 
 def _merge_leftovers(rd: ResultsDir) -> int:

@@ -111,7 +111,7 @@ def target_errors(cfg: RunConfig, chunk: list[Sample], labels: dict[str, int],
     (images absent from ``labels``, which failed to load, have their load error instead)."""
     if cfg.target != "label":
         return []
-    return [error_row(s, "target", model, "no label for --target label")
+    return [error_row(s, "target", model, "no label (target: label)")
             for s in chunk if labels.get(s.image_id, 0) < 0]
 
 

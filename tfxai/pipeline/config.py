@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tfxai.messages import OptionMessage
 from tfxai.metadata import nan_reason
 
 __all__ = ["TARGET_MODES", "EXECUTORS", "ConfigError", "RunConfig", "RunSummary"]
@@ -23,8 +24,10 @@ TARGET_MODES = ("predicted", "label")
 EXECUTORS = ("local", "ray")
 
 
-class ConfigError(ValueError):
-    """A usage error found before any work is done (exit code 2 in the CLI)."""
+class ConfigError(OptionMessage, ValueError):
+    """A usage error found before any work is done (exit code 2 in the CLI). Its message names
+    run options as ``{opt:name}`` (:mod:`tfxai.messages`): ``str()`` shows the
+    :class:`RunConfig` field, the CLI its flag."""
 
 
 @dataclass
@@ -62,36 +65,36 @@ class RunConfig:
 
     def validate(self) -> None:
         if self.executor not in EXECUTORS:
-            raise ConfigError(f"--executor must be one of {EXECUTORS}, got {self.executor!r}")
+            raise ConfigError(f"{{opt:executor}} must be one of {EXECUTORS}, got {self.executor!r}")
         if self.num_workers is not None and self.num_workers < 1:
-            raise ConfigError(f"--num-workers must be >= 1, got {self.num_workers}")
+            raise ConfigError(f"{{opt:num_workers}} must be >= 1, got {self.num_workers}")
         if self.worker_cpus < 1:
-            raise ConfigError(f"--cpus-per-worker must be >= 1, got {self.worker_cpus}")
+            raise ConfigError(f"{{opt:worker_cpus}} must be >= 1, got {self.worker_cpus}")
         if self.executor == "local" and (self.address or self.num_workers):
-            raise ConfigError("--address and --num-workers need --executor ray")
+            raise ConfigError("{opt:address} and {opt:num_workers} need {opt:executor} ray")
         if self.target not in TARGET_MODES:
-            raise ConfigError(f"--target must be one of {TARGET_MODES}, got {self.target!r}")
+            raise ConfigError(f"{{opt:target}} must be one of {TARGET_MODES}, got {self.target!r}")
         if self.resize not in ("squash", "crop"):
-            raise ConfigError(f"--resize must be 'squash' or 'crop', got {self.resize!r}")
+            raise ConfigError(f"{{opt:resize}} must be 'squash' or 'crop', got {self.resize!r}")
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"{{opt:batch_size}} must be >= 1, got {self.batch_size}")
         if not self.models:
-            raise ConfigError("--model: give at least one model")
+            raise ConfigError("{opt:models}: give at least one model")
         if not self.methods:
-            raise ConfigError("--method: give at least one method")
+            raise ConfigError("{opt:methods}: give at least one method")
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+            raise ConfigError(f"{{opt:limit}} must be >= 1, got {self.limit}")
         known = {m for m in self.methods} | {m.partition("+")[0] for m in self.methods}
         for name in self.method_params:
             if name not in known:
                 raise ConfigError(
-                    f"--param {name}.*: {name!r} is not one of the methods of this run "
+                    f"{{opt:method_params}} {name}.*: {name!r} is not one of the methods of this run "
                     f"({', '.join(self.methods)})"
                 )
         for name in self.metric_params:
             if name not in self.metrics:
                 raise ConfigError(
-                    f"--param {name}.*: {name!r} is not one of the metrics of this run "
+                    f"{{opt:metric_params}} {name}.*: {name!r} is not one of the metrics of this run "
                     f"({', '.join(self.metrics) or 'none'})"
                 )
 

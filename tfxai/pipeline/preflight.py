@@ -8,6 +8,7 @@ from pathlib import Path
 from tfxai.attribution.base import Attributer
 from tfxai.data.dataset import Sample, discover, shard
 from tfxai.evaluation.base import Metric
+from tfxai.messages import template_of
 from tfxai.pipeline.config import ConfigError, RunConfig
 from tfxai.pipeline.session import build_metrics
 
@@ -38,15 +39,15 @@ def check_model_names(cfg: RunConfig) -> None:
         try:
             get_model_spec(str(name))
         except ModelLoadError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(template_of(exc)) from None
     if registered and cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).exists():
         raise ConfigError(f"weights file {cfg.weights!r} does not exist "
-                          "(--weights takes 'imagenet', 'none' or a path to a weights file)")
+                          "({opt:weights} takes 'imagenet', 'none' or a path to a weights file)")
 
 
 def _where_annotations(cfg: RunConfig, them: str = "it") -> str:
     if cfg.annotations is not None:
-        return (f"in --annotations {cfg.annotations} (as <image id>.xml or <stem>.xml, or a mask "
+        return (f"in {cfg.annotations} (as <image id>.xml or <stem>.xml, or a mask "
                 "<stem>.png)")
     return f"next to {them} (same stem, .xml; or a mask <stem>_mask.png)"
 
@@ -67,7 +68,7 @@ def check_inputs(cfg: RunConfig, samples: list[Sample], metrics: dict[str, Metri
                 f"metric(s) {', '.join(boxed)} need bounding boxes or segmentation masks, but none "
                 f"of the {n} images of {cfg.images} has a Pascal-VOC XML file or mask PNG "
                 f"{_where_annotations(cfg)}. Put <image stem>.xml next to each image or pass "
-                "--annotations DIR, or choose metrics that need no boxes (tfxai metrics lists "
+                "{opt:annotations} DIR, or choose metrics that need no boxes (tfxai metrics lists "
                 "what each needs)"
             )
         if missing:
@@ -78,10 +79,10 @@ def check_inputs(cfg: RunConfig, samples: list[Sample], metrics: dict[str, Metri
         unlabelled = sum(1 for s in samples if s.label is None and s.annotation_path is None)
         if unlabelled == n:
             raise ConfigError(
-                f"--target label needs the true class of each image, but none of the {n} images "
-                f"of {cfg.images} has one: pass --labels CSV (columns image,label; a class index "
-                "or a WordNet synset), put VOC XML files next to the images (or --annotations "
-                "DIR), or use ImageNet-style synset folders; or use --target predicted"
+                f"{{opt:target}} label needs the true class of each image, but none of the {n} images "
+                f"of {cfg.images} has one: pass {{opt:labels}} CSV (columns image,label; a class index "
+                "or a WordNet synset), put VOC XML files next to the images (or {opt:annotations} "
+                "DIR), or use ImageNet-style synset folders; or use {opt:target} predicted"
             )
     return notes
 
@@ -103,12 +104,12 @@ def check_backgrounds(atts: dict[str, Attributer], samples: list[Sample]) -> Non
         try:
             att.check_background_ids([s.path for s in samples])
         except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+            raise ConfigError(template_of(exc)) from exc
 
 
 def check_metrics(cfg: RunConfig) -> None:
     """Metric names and parameters, validated before any work."""
     if not cfg.metrics:
-        raise ConfigError("--metric: give at least one metric")
+        raise ConfigError("{opt:metrics}: give at least one metric")
     for name in cfg.metrics:  # validate names and parameters before any work
         build_metrics(RunConfig(**{**cfg.__dict__, "metrics": [name]}), "")

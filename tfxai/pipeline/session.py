@@ -13,6 +13,7 @@ from tfxai.attribution.base import Attributer
 from tfxai.attribution.registry import get_attributer
 from tfxai.evaluation.base import Metric
 from tfxai.evaluation.registry import get_metric
+from tfxai.messages import template_of
 from tfxai.models import Backbone, load_model
 from tfxai.pipeline.config import ConfigError, RunConfig
 
@@ -74,7 +75,7 @@ def build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
         try:
             att = get_attributer(name, bb, **params)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+            raise ConfigError(template_of(exc)) from exc
         if "seed" in att.params and "seed" not in params:
             # stochastic methods and noise tunnels take the run's seed (get_attributer hands a
             # tunnel's seed to the tunnel, which derives its inner method's seeds from it)
@@ -92,7 +93,7 @@ def build_metrics(cfg: RunConfig, method: str) -> dict[str, Metric]:
             if "seed" in metric.params and "seed" not in params:
                 metric = get_metric(name, **{**params, "seed": cfg.seed})
         except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+            raise ConfigError(template_of(exc)) from exc
         out[name] = metric
     return out
 
@@ -103,7 +104,7 @@ def load_backbone(cfg: RunConfig, name: str) -> Backbone:
     try:
         return load_model(name, cfg.weights, seed=cfg.seed, **cfg.model_options)
     except ModelLoadError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(template_of(exc)) from exc
 
 
 class Session:

@@ -269,7 +269,7 @@ def check_model(model: str, weights: str | None = None) -> None:
     if key.lower() in MODELS and weights not in (None, "none", "imagenet") and \
             not Path(str(weights)).exists():
         raise ModelLoadError(f"{key}: weights file {str(weights)!r} does not exist "
-                             "(--weights takes 'imagenet', 'none' or a path to a weights file)")
+                             "({opt:weights} takes 'imagenet', 'none' or a path to a weights file)")
 
 
 def _load_training_data(
