@@ -20,9 +20,7 @@ Perturbations, baselines and noise are defined in [0, 1]-scaled input space: σ 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,107 +35,26 @@ __all__ = [
     "MAP_REDUCE",
     "MAP_SCALE",
     "canonical_params",
+    "above",
+    "at_least",
+    "validate_params",
+    "SEED_PARAM",
 ]
 
-_NONE = object()
+from tfxai.params import (  # noqa: E402 - re-exported: the parameter contract of methods
+    CHUNK_PARAM,
+    SEED_PARAM,
+    Param,
+    above,
+    at_least,
+    canonical_params,
+    json_default,
+    validate_params,
+)
 
-
-@dataclass(frozen=True)
-class Param:
-    """A method parameter: default, type, allowed values or check, and a one-line doc.
-
-    ``hashed=False`` marks execution parameters (chunk sizes) that do not change the result and
-    are therefore not part of the recorded ``method_params``.
-    """
-
-    default: Any
-    kind: type | tuple[type, ...] = object
-    doc: str = ""
-    choices: Sequence[Any] | None = None
-    check: Callable[[Any], bool] | None = None
-    check_doc: str = ""
-    hashed: bool = True
-    nullable: bool = False
-
-    def validate(self, method: str, name: str, value: Any) -> Any:
-        if value is None and (self.nullable or self.default is None):
-            return None
-        value = _coerce(value, self.kind)
-        if not _isinstance(value, self.kind):
-            raise ValueError(
-                f"{method}: parameter {name!r} must be {_kind_name(self.kind)}, got {value!r}"
-            )
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(
-                f"{method}: parameter {name!r} must be one of {list(self.choices)}, got {value!r}"
-            )
-        if self.check is not None and not self.check(value):
-            raise ValueError(
-                f"{method}: parameter {name!r} {self.check_doc or 'is invalid'}, got {value!r}"
-            )
-        return value
-
-
-def above(bound: float) -> dict[str, Any]:
-    """``check``/``check_doc`` keyword arguments of a :class:`Param` that must be > ``bound``."""
-    return {"check": lambda v: v > bound, "check_doc": f"must be > {bound}"}
-
-
-def at_least(bound: float) -> dict[str, Any]:
-    """``check``/``check_doc`` keyword arguments of a :class:`Param` that must be >= ``bound``."""
-    return {"check": lambda v: v >= bound, "check_doc": f"must be >= {bound}"}
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _isinstance(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds and object not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
-def _coerce(value: Any, kind: type | tuple[type, ...]) -> Any:
-    """Accept ints for floats and numpy scalars; strings from the CLI are parsed before this."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def canonical_params(params: dict[str, Any]) -> str:
-    """Canonical JSON of a parameter dict (sorted keys, no spaces): the recorded ``*_params``."""
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-def validate_params(
-    owner: str, spec: dict[str, Param], given: dict[str, Any]
-) -> dict[str, Any]:
-    """Defaults merged with ``given``; unknown names and bad values raise ``ValueError``."""
-    unknown = sorted(set(given) - set(spec))
-    if unknown:
-        known = ", ".join(sorted(spec)) or "none"
-        raise ValueError(f"{owner}: unknown parameter(s) {unknown}; known parameters: {known}")
-    return {k: p.validate(owner, k, given.get(k, p.default)) for k, p in spec.items()}
-
-
-SEED_PARAM = Param(0, int, "base random seed", **at_least(0))
-
-_positive_int = Param(16, int, "images per internal forward/backward chunk",
-                      **above(0), hashed=False)
+#: the historical private names, kept for callers
+_json_default = json_default
+_positive_int = CHUNK_PARAM
 
 
 class Attributer:

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from tfxai.attribution.base import Attributer, _json_default
+from tfxai.attribution.base import Attributer
 from tfxai.data.dataset import iter_batches
 from tfxai.evaluation.base import Metric, MetricOutput
 from tfxai.models import Backbone
+from tfxai.params import json_default
 from tfxai.pipeline.attribute import compute_attributions
 from tfxai.pipeline.batches import (
     DoneCheck,
@@ -254,7 +255,7 @@ def score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: Metr
                          "_metric_note": note})  # not a column: the summary's NaN reason
             curve, info = split_extra(out.extras.get(variant), j)
             if info:
-                rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=_json_default)
+                rows[-1]["extra"] = json.dumps(info, sort_keys=True, default=json_default)
             if curve is not None:
                 keys = ("image_id", "model", "weights", "method", "method_params", "metric",
                         "metric_params")
