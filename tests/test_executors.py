@@ -258,7 +258,7 @@ def test_dataset_pass_statistics_are_combined_over_shards(tiny_cnn_file, images,
 
         def _evaluate(self, ctx):
             a = np.abs(np.asarray(ctx.attributions)).reshape(len(ctx), -1).max(axis=1)
-            return ebase.MetricOutput(values={"": a / self.dataset_stat}, notes={})
+            return ebase.MetricOutput(values={"": a / ctx.dataset_stat}, notes={})
 
     monkeypatch.setitem(ebase.METRICS, DatasetMax.name, DatasetMax)
     cfg = RunConfig(models=[str(tiny_cnn_file)], methods=["saliency"], metrics=[DatasetMax.name],

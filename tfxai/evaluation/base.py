@@ -31,6 +31,7 @@ from tfxai.evaluation.shared import resolve as resolve_shared
 
 __all__ = [
     "Metric",
+    "RerunMetric",
     "MetricOutput",
     "EvalContext",
     "MetricInputError",
@@ -81,6 +82,8 @@ class EvalContext:
     #: per-batch memo of attribution-independent work (perturbed forward passes), shared by
     #: every method and metric of a batch; a fresh one per call when None
     shared: SharedWork | None = None
+    #: the metric's dataset statistic from the first pass (``needs_dataset_pass``), or None
+    dataset_stat: Any = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -105,6 +108,7 @@ class EvalContext:
             box_labels=take(self.box_labels),
             seeds=self.seeds[idx],
             shared=self.shared,
+            dataset_stat=self.dataset_stat,
         )
 
 
@@ -163,8 +167,13 @@ class Metric:
         box_labels: list[np.ndarray | None] | None = None,
         seeds: Any = None,
         shared: SharedWork | None = None,
+        dataset_stat: Any = None,
     ) -> MetricOutput:
         """All variants' values, notes and extras for a batch.
+
+        ``dataset_stat``: for a metric with ``needs_dataset_pass``, the combined statistic of the
+        first pass over all images (:meth:`combine_statistics`); the pipeline passes it in. When
+        None the instance's ``dataset_stat`` attribute is used (set it by hand in the Python API).
 
         ``shared`` is a :class:`~tfxai.evaluation.shared.SharedWork` memo: metrics store in it
         the forward passes that do not depend on the attribution, so that other methods (or other
@@ -197,7 +206,8 @@ class Metric:
         s = np.arange(n, dtype=np.int64) if seeds is None else np.asarray(seeds, np.int64)
         s = s + int(self.params.get("seed", 0))
         ctx = EvalContext(backbone, attributer, x, t, attributions, boxes, box_labels, s,
-                          shared=resolve_shared(shared))
+                          shared=resolve_shared(shared),
+                          dataset_stat=self.dataset_stat if dataset_stat is None else dataset_stat)
         variants = self.variants if backbone is None else self.variants_for(backbone)
         return self._checked(ctx, variants)
 
@@ -264,6 +274,16 @@ class Metric:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.metric_params_json()})"
+
+
+class RerunMetric(Metric):
+    """Base of the metrics that re-run the attribution method on perturbed inputs or a perturbed
+    model (sensitivity, model randomisation): they need the model and a re-runnable method, and
+    draw their perturbations from the images' seeds (so they take a ``seed`` parameter)."""
+
+    needs_model = True
+    needs_attributer = True
+    stochastic = True
 
 
 # --------------------------------------------------------------------------------------- registry

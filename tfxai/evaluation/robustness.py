@@ -19,7 +19,7 @@ import numpy as np
 
 from tfxai.attribution.base import MAP_REDUCE, MAP_SCALE, Param, above
 from tfxai.evaluation import augment as aug
-from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
+from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, RerunMetric, register_metric
 from tfxai.primitives import target_probability
 
 __all__ = ["MaxSensitivity", "AvgSensitivity", "SSIMAugmentation", "ssim", "GATE"]
@@ -37,7 +37,7 @@ def _probabilities(backbone: Any, images: np.ndarray, targets: np.ndarray) -> np
 # --------------------------------------------------------------------------------------- sensitivity
 
 
-class _Sensitivity(Metric):
+class _Sensitivity(RerunMetric):
     """Shared core of max- and avg-sensitivity.
 
     Variants: ``""`` is the absolute sensitivity (in the units of the raw attribution);
@@ -46,9 +46,6 @@ class _Sensitivity(Metric):
 
     family = "robustness"
     direction = "lower"
-    needs_model = True
-    needs_attributer = True
-    stochastic = True
     variants = ("", "relative")
     params_spec = {
         "radius": Param(0.02, float, "L∞ radius of the perturbation, [0, 1] input units",
@@ -229,8 +226,9 @@ class SSIMAugmentation(Metric):
         return float(vals.max()) if vals.size else float("nan")
 
     def _data_range(self, ctx: EvalContext, maps: np.ndarray) -> tuple[float, str]:
-        if self.dataset_stat is not None and np.isfinite(self.dataset_stat) and self.dataset_stat > 0:
-            return float(self.dataset_stat), ""
+        stat = ctx.dataset_stat
+        if stat is not None and np.isfinite(stat) and stat > 0:
+            return float(stat), ""
         batch_max = float(np.abs(maps).max()) if maps.size else 0.0
         return (batch_max if batch_max > 0 else 1.0,
                 "data range L from this batch (no dataset pass)")

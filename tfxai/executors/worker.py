@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tfxai.data.dataset import Sample
+from tfxai.pipeline.batches import ModelJob
 from tfxai.pipeline.config import RunConfig, RunSummary
 from tfxai.pipeline.evaluate import dataset_pass
 from tfxai.pipeline.local import run_local
@@ -97,8 +98,8 @@ class ShardWorker:
                 bb = session.backbone(model)
                 atts = session.attributers(bb)
                 metrics = {m: session.metrics(bb, m) for m in atts}
-                out.update(dataset_pass(session.cfg, bb, atts, metrics, samples, rd, summary,
-                                         stop, log=False, combine=False))
+                job = ModelJob(session.cfg, bb, atts, samples, rd, summary, stop, metrics)
+                out.update(dataset_pass(job))
         return out
 
     def run_shard(self, shard: int, samples: list[Sample], cfg: RunConfig, command: str,

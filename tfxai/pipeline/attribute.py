@@ -14,6 +14,7 @@ from tfxai.attribution.base import Attributer
 from tfxai.models import Backbone
 from tfxai.pipeline.batches import (
     DoneCheck,
+    ModelJob,
     Prepared,
     batch_loop,
     error_row,
@@ -162,8 +163,9 @@ def store_params(cfg: RunConfig) -> dict[str, Any]:
     return {"resize": cfg.resize, "target": cfg.target, "seed": cfg.seed}
 
 
-def attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) -> bool:
+def attribute_model(job: ModelJob) -> bool:
     """Predictions and attributions of one model over the samples; True when interrupted."""
+    cfg, bb, atts, rd, summary = job.cfg, job.bb, job.atts, job.rd, job.summary
 
     def work(name: str, att: Attributer, prep: Prepared, errors: list, stage: Stage) -> None:
         stage(name, "attribute")
@@ -175,9 +177,8 @@ def attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch=None) ->
             errors.extend(error_row(prep.batch.samples[i], "attribute", bb.name,
                                      f"{type(exc).__name__}: {exc}", name) for i in prep.idx)
 
-    return batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "attribute",
-                       rd.predictions_of(bb.name, bb.weights), attributions_done(rd, bb, atts),
-                       len(atts), work)
+    return batch_loop(job, "attribute", rd.predictions_of(bb.name, bb.weights),
+                      attributions_done(rd, bb, atts), len(atts), work)
 
 
 def attributions_done(rd: ResultsDir, bb: Backbone, atts: dict[str, Attributer]) -> DoneCheck:

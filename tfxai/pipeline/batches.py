@@ -18,7 +18,7 @@ from tfxai.pipeline.session import Interrupt, Stage, progress_bar, stage_setter
 from tfxai.primitives import target_probability
 from tfxai.results import ResultsDir
 
-__all__ = ["Prepared", "Known", "PredictionMemo", "predict_batch", "error_row", "load_errors", "target_errors", "DoneCheck", "MethodWork", "BatchHook", "sample_chunks", "known_label", "split_done", "count_with_target", "work_left", "batch_loop", "flush_errors"]
+__all__ = ["ModelJob", "Prepared", "Known", "PredictionMemo", "predict_batch", "error_row", "load_errors", "target_errors", "DoneCheck", "MethodWork", "BatchHook", "sample_chunks", "known_label", "split_done", "count_with_target", "work_left", "batch_loop", "flush_errors"]
 
 
 @dataclass
@@ -172,10 +172,26 @@ def work_left(cfg: RunConfig, samples: list[Sample], known: Known, is_done: Done
                for chunk in sample_chunks(samples, cfg.batch_size))
 
 
-def batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], samples: list[Sample],
-                rd: ResultsDir, summary: RunSummary, stop: Interrupt, on_batch: BatchHook | None,
-                what: str, known: Known, is_done: DoneCheck, skipped_per_image: int,
-                work: MethodWork, memo: PredictionMemo | None = None) -> bool:
+@dataclass
+class ModelJob:
+    """One model's share of a run: what every stage of ``attribute`` and ``evaluate`` needs for
+    that model (the run's config and results folder, the model with its methods and metrics,
+    the images, the summary it adds to, the SIGINT flag and the per-batch hook)."""
+
+    cfg: RunConfig
+    bb: Backbone
+    atts: dict[str, Attributer]
+    samples: list[Sample]
+    rd: ResultsDir
+    summary: RunSummary
+    stop: Interrupt
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_batch: BatchHook | None = None
+
+
+def batch_loop(job: ModelJob, what: str, known: Known, is_done: DoneCheck,
+               skipped_per_image: int, work: MethodWork, memo: PredictionMemo | None = None
+               ) -> bool:
     """The batch loop of ``attribute`` and ``evaluate``; True when stopped by SIGINT.
 
     Per batch, only the images with work left are loaded and predicted and ``work`` runs on
@@ -184,10 +200,11 @@ def batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], sample
     The bar counts images (a batch when all its methods are done) and names the model, the
     method and the stage it is in.
     """
-    bar = progress_bar(len(samples), f"{bb.name} {what}", cfg.progress)
+    cfg, bb, rd, summary = job.cfg, job.bb, job.rd, job.summary
+    bar = progress_bar(len(job.samples), f"{bb.name} {what}", cfg.progress)
     stage = stage_setter(bar, bb.name)
     try:
-        for n, chunk in enumerate(sample_chunks(samples, cfg.batch_size)):
+        for n, chunk in enumerate(sample_chunks(job.samples, cfg.batch_size)):
             todo, labels = split_done(cfg, chunk, known, is_done)
             summary.skipped += count_with_target(cfg, labels) * skipped_per_image
             bar.update(len(chunk) - len(todo))
@@ -201,13 +218,13 @@ def batch_loop(cfg: RunConfig, bb: Backbone, atts: dict[str, Attributer], sample
                     labels.update(zip(batch.image_ids, batch.labels.tolist(), strict=True))
             errors.extend(target_errors(cfg, chunk, labels, bb.name))
             if prep is not None:
-                for name, att in atts.items():
+                for name, att in job.atts.items():
                     work(name, att, prep, errors, stage)
             bar.update(len(todo))
             flush_errors(rd, errors, summary)
-            if on_batch is not None:
-                on_batch(bb.name, n)
-            if stop.requested:
+            if job.on_batch is not None:
+                job.on_batch(bb.name, n)
+            if job.stop.requested:
                 return True
     finally:
         bar.close()

@@ -18,6 +18,7 @@ from tfxai.pipeline.attribute import compute_attributions
 from tfxai.pipeline.batches import (
     DoneCheck,
     Known,
+    ModelJob,
     PredictionMemo,
     Prepared,
     batch_loop,
@@ -27,10 +28,11 @@ from tfxai.pipeline.batches import (
     predict_batch,
     work_left,
 )
+from tfxai.pipeline.config import RunConfig, RunSummary
 from tfxai.pipeline.session import Stage, progress_bar, stage_setter
-from tfxai.results import SCORE_KEY, ResultsWriteError, _fmt
+from tfxai.results import SCORE_KEY, ResultsDir, ResultsWriteError, _fmt
 
-__all__ = ["dataset_pass_metrics", "dataset_pass", "set_dataset_stats", "evaluate_model", "metric_variants", "score_key_tail", "scores_done", "evaluate_method", "row_key", "split_extra", "score_rows"]
+__all__ = ["dataset_pass_metrics", "dataset_pass", "combine_dataset_stats", "evaluate_model", "metric_variants", "score_key_tail", "scores_done", "evaluate_method", "row_key", "split_extra", "score_rows"]
 
 
 def dataset_pass_metrics(atts: dict[str, Attributer], metrics: dict[str, dict[str, Metric]]
@@ -38,16 +40,17 @@ def dataset_pass_metrics(atts: dict[str, Attributer], metrics: dict[str, dict[st
     return [(name, m) for name in atts for m in metrics[name].values() if m.needs_dataset_pass]
 
 
-def dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
-                  combine=True, known: Known | None = None, memo: PredictionMemo | None = None) -> dict[tuple[str, str, str], list[Any]]:
+def dataset_pass(job: ModelJob, known: Known | None = None, memo: PredictionMemo | None = None
+                 ) -> dict[tuple[str, str, str], list[Any]]:
     """First pass for metrics that need a dataset statistic (e.g. SSIM's data range L).
 
     Always over all the samples (loaded and predicted), so the statistic does not depend on
-    what is already done. Returns the per-batch statistics by (model, method, metric); with
-    ``combine`` each metric's ``dataset_stat`` is set from them (Ray combines the lists of all
-    shards instead). ``known``: the model's prediction rows (read from ``rd`` when None).
+    what is already done. Returns the per-batch statistics by (model, method, metric), for
+    :func:`combine_dataset_stats` (Ray combines the lists of all shards instead). ``known``: the
+    model's prediction rows (read from ``rd`` when None).
     """
-    todo = dataset_pass_metrics(atts, metrics)
+    cfg, bb, atts, rd, samples = job.cfg, job.bb, job.atts, job.rd, job.samples
+    todo = dataset_pass_metrics(atts, job.metrics)
     if not todo:
         return {}
     stats: dict[tuple[str, str, str], list[Any]] = {(bb.name, n, m.name): [] for n, m in todo}
@@ -61,60 +64,59 @@ def dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=True,
                 for name, metric in todo:
                     stage(name, f"dataset pass of {metric.name}")
                     raw, _ = compute_attributions(cfg, bb, atts[name], prep, np.arange(len(prep.idx)),
-                                           rd, summary)
+                                           rd, job.summary)
                     stats[(bb.name, name, metric.name)].append(
                         metric.dataset_statistic(atts[name], raw))
             bar.update(len(batch.samples) + len(batch.errors))
-            if stop.requested:
+            if job.stop.requested:
                 return stats
     finally:
         bar.close()
-    if combine:
-        for name, metric in todo:
-            metric.dataset_stat = metric.combine_statistics(stats[(bb.name, name, metric.name)])
-            if log:
-                rd.log_run({"command": "evaluate.dataset_pass", "model": bb.name,
-                            "method": name, "metric": metric.name,
-                            "statistic": metric.dataset_stat})
     return stats
 
 
-def set_dataset_stats(bb: Backbone, metrics: dict[str, dict[str, Metric]],
-                       stats: dict[tuple[str, str, str], Any]) -> None:
-    for method, ms in metrics.items():
-        for metric in ms.values():
-            if metric.needs_dataset_pass:
-                metric.dataset_stat = stats[(bb.name, method, metric.name)]
+def combine_dataset_stats(job: ModelJob, lists: dict[tuple[str, str, str], list[Any]],
+                          log: bool = True) -> dict[tuple[str, str, str], Any]:
+    """Each metric's dataset statistic from its per-batch ones (logged to ``runs.jsonl``); the
+    statistics are passed to the metrics when they score, never stored on them."""
+    out = {}
+    for name, metric in dataset_pass_metrics(job.atts, job.metrics):
+        key = (job.bb.name, name, metric.name)
+        out[key] = metric.combine_statistics(lists[key])
+        if log:
+            job.rd.log_run({"command": "evaluate.dataset_pass", "model": job.bb.name,
+                            "method": name, "metric": metric.name, "statistic": out[key]})
+    return out
 
 
-def evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop, on_batch=None,
-                    log=True, dataset_stats=None) -> bool:
+def evaluate_model(job: ModelJob, log: bool = True,
+                   dataset_stats: dict[tuple[str, str, str], Any] | None = None) -> bool:
     """Scores of one model over the samples (after the dataset pass when a metric needs one,
     or with the ``dataset_stats`` Ray computed over all shards); True when interrupted."""
+    cfg, bb, atts, metrics, rd, summary = (job.cfg, job.bb, job.atts, job.metrics, job.rd,
+                                           job.summary)
     known = rd.predictions_of(bb.name, bb.weights)
     done = rd.score_keys()
     is_done = scores_done(bb, atts, metrics, done)
     first_pass = dataset_pass_metrics(atts, metrics)
     memo: PredictionMemo | None = {} if first_pass else None  # the pass predicts each image
-    if dataset_stats is not None:
-        set_dataset_stats(bb, metrics, dataset_stats)
-    elif first_pass and work_left(cfg, samples, known, is_done):
-        dataset_pass(cfg, bb, atts, metrics, samples, rd, summary, stop, log=log, known=known,
-                     memo=memo)
-        if stop.requested:
+    stats = dict(dataset_stats or {})
+    if dataset_stats is None and first_pass and work_left(cfg, job.samples, known, is_done):
+        lists = dataset_pass(job, known=known, memo=memo)
+        if job.stop.requested:
             return True
-    elif first_pass:  # nothing left to score: the pass would only have reused attributions
-        labels = {s.image_id: known_label(s, known[s.image_id][0]) for s in samples}
+        stats = combine_dataset_stats(job, lists, log)
+    elif dataset_stats is None and first_pass:  # nothing left to score: no pass needed
+        labels = {s.image_id: known_label(s, known[s.image_id][0]) for s in job.samples}
         summary.skipped += count_with_target(cfg, labels) * len(first_pass)
     orphans = rd.orphan_curve_points(done)
 
     def work(name: str, att: Attributer, prep: Prepared, errors: list, stage: Stage) -> None:
         evaluate_method(cfg, bb, att, metrics[name], prep, rd, done, orphans, summary, errors,
-                         stage)
+                        stage, {m: stats.get((bb.name, name, m)) for m in metrics[name]})
 
     per_image = sum(len(metrics[name]) for name in atts)
-    return batch_loop(cfg, bb, atts, samples, rd, summary, stop, on_batch, "evaluate", known,
-                      is_done, per_image, work, memo)
+    return batch_loop(job, "evaluate", known, is_done, per_image, work, memo)
 
 
 def metric_variants(metric: Metric, bb: Backbone) -> tuple[str, ...]:
@@ -156,8 +158,11 @@ def _positions_to_score(bb: Backbone, att: Attributer, metrics: dict[str, Metric
     return todo
 
 
-def evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, errors,
-                     stage: Stage | None = None) -> None:
+def evaluate_method(cfg: RunConfig, bb: Backbone, att: Attributer, metrics: dict[str, Metric],
+                    prep: Prepared, rd: ResultsDir, done: Any, orphans: set[tuple[str, ...]],
+                    summary: RunSummary, errors: list[dict[str, Any]],
+                    stage: Stage | None = None, dataset_stats: dict[str, Any] | None = None
+                    ) -> None:
     """Score one method's batch with the metrics; rows already written are not written again.
 
     ``done`` holds ``SCORE_KEY + (variant,)`` tuples: an image is scored again only when one of
@@ -195,6 +200,7 @@ def evaluate_method(cfg, bb, att, metrics, prep, rd, done, orphans, summary, err
                 boxes=[prep.batch.boxes[i] for i in rows_idx],
                 box_labels=[prep.batch.box_labels[i] for i in rows_idx],
                 seeds=prep.seeds[rows_idx], shared=prep.shared,
+                dataset_stat=(dataset_stats or {}).get(mname),
             )
         except Exception as exc:  # noqa: BLE001 - a failing metric does not stop the run
             errors.extend(error_row(prep.batch.samples[i], "evaluate", bb.name,
@@ -231,7 +237,9 @@ def split_extra(extras: list[Any] | None, j: int) -> tuple[Any, dict[str, Any] |
     return item, None
 
 
-def score_rows(cfg, bb, att, metric, prep, pos, att_secs, metric_secs, out: MetricOutput):
+def score_rows(cfg: RunConfig, bb: Backbone, att: Attributer, metric: Metric, prep: Prepared,
+               pos: np.ndarray, att_secs: np.ndarray, metric_secs: float, out: MetricOutput
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ids = prep.ids()
     mp, xp = att.method_params_json(), metric.metric_params_json()
     recorded = ("; " + json.dumps(out.recorded, sort_keys=True, default=str)) if out.recorded else ""

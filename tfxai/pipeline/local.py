@@ -8,7 +8,7 @@ from typing import Any
 
 from tfxai.data.dataset import Sample
 from tfxai.pipeline.attribute import attribute_model
-from tfxai.pipeline.batches import BatchHook
+from tfxai.pipeline.batches import BatchHook, ModelJob
 from tfxai.pipeline.config import RunConfig, RunSummary
 from tfxai.pipeline.evaluate import evaluate_model
 from tfxai.pipeline.preflight import check_backgrounds, load_samples
@@ -56,11 +56,11 @@ def run_local(
     summary = RunSummary(images=len(samples), out=rd.root, notes=list(notes))
     with sigint_guard() as stop:
         for bb, atts, metrics in plan:
+            job = ModelJob(cfg, bb, atts, samples, rd, summary, stop, metrics, on_batch)
             if command == "attribute":
-                stopped = attribute_model(cfg, bb, atts, samples, rd, summary, stop, on_batch)
+                stopped = attribute_model(job)
             else:
-                stopped = evaluate_model(cfg, bb, atts, metrics, samples, rd, summary, stop,
-                                          on_batch, log, dataset_stats)
+                stopped = evaluate_model(job, log, dataset_stats)
             if stopped:
                 summary.interrupted = True
                 break
