@@ -246,4 +246,4 @@ def test_label_target_without_label_is_recorded_without_loading(tiny_cnn_file, i
     assert (second.computed, second.skipped, second.errors) == (0, 6, 1)
     errors = _rows(cfg.out / "errors.csv")
     assert [(e["image_id"], e["stage"], e["error"]) for e in errors] == [
-        ("img9", "target", "no label for --target label")] * 2
+        ("img9", "target", "no label (target: label)")] * 2
