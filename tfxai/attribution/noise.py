@@ -20,7 +20,7 @@ is bounded by the chunk whatever ``n``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +34,14 @@ __all__ = ["NoiseTunnel", "SmoothGrad", "SmoothGradSq", "VarGrad"]
 _SALT_TUNNEL = 0x5A00_0000
 _SEED_STRIDE = 1_000_003
 
+#: each tunnel's statistic of M(x + ε_k) over k, from the means of M and M² (population
+#: variance, clipped at 0 against round-off)
+REDUCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "mean": lambda mean, mean_sq: mean,
+    "mean_sq": lambda mean, mean_sq: mean_sq,
+    "variance": lambda mean, mean_sq: np.maximum(mean_sq - mean * mean, 0.0),
+}
+
 
 class NoiseTunnel(Attributer):
     """Base of the tunnels: draws the noisy copies, runs the inner method, keeps Σ M and Σ M².
@@ -41,6 +49,7 @@ class NoiseTunnel(Attributer):
     Built by :func:`tfxai.get_attributer` for ``"<method>+<tunnel>"``: ``Tunnel(inner, **params)``.
     """
 
+    #: the statistic over the n samples, a key of :data:`REDUCTIONS`
     reduction: ClassVar[str] = ""
     stochastic = True
     params_spec = {
@@ -128,7 +137,10 @@ class NoiseTunnel(Attributer):
         return self._reduce(s1 / n, s2 / n).astype(np.float32)
 
     def _reduce(self, mean: np.ndarray, mean_sq: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The tunnel's statistic from mean_k M and mean_k M² (float64)."""
+        if self.reduction not in REDUCTIONS:
+            raise NotImplementedError(f"{type(self).__name__}: no reduction {self.reduction!r}")
+        return REDUCTIONS[self.reduction](mean, mean_sq)
 
 
 @register_tunnel
@@ -137,9 +149,7 @@ class SmoothGrad(NoiseTunnel):
 
     name = "smoothgrad"
     summary = "mean of M(x+ε), ε∼N(0,σ²) [Smilkov 2017]"
-
-    def _reduce(self, mean: np.ndarray, mean_sq: np.ndarray) -> np.ndarray:
-        return mean
+    reduction = "mean"
 
 
 @register_tunnel
@@ -148,9 +158,7 @@ class SmoothGradSq(NoiseTunnel):
 
     name = "smoothgrad_sq"
     summary = "mean of M(x+ε)², ε∼N(0,σ²) [Smilkov 2017; Hooker 2019]"
-
-    def _reduce(self, mean: np.ndarray, mean_sq: np.ndarray) -> np.ndarray:
-        return mean_sq
+    reduction = "mean_sq"
 
 
 @register_tunnel
@@ -160,6 +168,4 @@ class VarGrad(NoiseTunnel):
 
     name = "vargrad"
     summary = "variance of M(x+ε), ε∼N(0,σ²) [Adebayo 2018]"
-
-    def _reduce(self, mean: np.ndarray, mean_sq: np.ndarray) -> np.ndarray:
-        return np.maximum(mean_sq - mean * mean, 0.0)
+    reduction = "variance"
