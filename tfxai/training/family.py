@@ -59,6 +59,20 @@ def check_fractions(fractions: Iterable[float], low_open: bool = True) -> list[f
     return out
 
 
+def prepare_training(
+    model: str, data_dir: str | os.PathLike, input_size: Sequence[int] | None,
+    out_dir: str | os.PathLike, seed: int, progress: bool, weights: str | None,
+    config: TrainConfig | None, train: dict[str, Any],
+) -> tuple[TrainConfig, FolderData, Path]:
+    """The common start of :func:`finetune` and :func:`~tfxai.training.retrain.roar`: the
+    optimisation settings (``config`` overridden by the keyword options ``train``), the model
+    checked, and the data loaded (with the output folder)."""
+    config = train_config(config, **train)
+    check_model(model, weights)
+    data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
+    return config, data, out
+
+
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -109,9 +123,8 @@ def finetune(
         ``model`` is the file stem, the name ``tfxai.load_model(file)`` gives the model).
     """
     fracs = check_fractions(fractions)
-    config = train_config(config, **train)
-    check_model(model, weights)
-    data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
+    config, data, out = prepare_training(model, data_dir, input_size, out_dir, seed, progress,
+                                         weights, config, train)
     # the first model is built before anything is written: a model that cannot be built (weights
     # not reachable, a broken model file, no conv layer) leaves no trace
     first = build_classifier(model, data.num_classes, data.input_size, weights, seed, freeze_backbone)

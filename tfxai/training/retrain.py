@@ -22,18 +22,16 @@ from tfxai.results.schema import ROAR_CSV_COLUMNS, ROAR_FILE
 from tfxai.training.classifier import (
     SMALL_CNN,
     TrainConfig,
-    _load_training_data,
     build_classifier,
-    check_model,
     evaluate_classifier,
     train_classifier,
-    train_config,
 )
 from tfxai.training.data import (
     FolderData,
 )
 from tfxai.training.family import (
     check_fractions,
+    prepare_training,
 )
 
 __all__ = ["RANDOM_METHOD", "ROAR_CSV_COLUMNS", "pixel_scores", "top_pixel_mask", "roar_mask", "attribution_scores", "random_scores", "roar"]
@@ -192,9 +190,8 @@ def roar(
     """
     fracs = _check_roar_options(fractions, seeds, target)
     methods = [m for m in methods if m != RANDOM_METHOD]
-    config = train_config(config, **train)
-    check_model(model, weights)
-    data, out = _load_training_data(model, data_dir, input_size, out_dir, seed, progress)
+    config, data, out = prepare_training(model, data_dir, input_size, out_dir, seed, progress,
+                                         weights, config, train)
     path = out / ROAR_FILE
     run_seeds = [int(seed) + 1 + i for i in range(int(seeds))]
     all_methods = [*methods, RANDOM_METHOD]
