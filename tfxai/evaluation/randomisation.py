@@ -18,7 +18,7 @@ from scipy.stats import rankdata
 from tfxai import graph
 from tfxai.attribution.base import Param, above
 from tfxai.backend import keras
-from tfxai.evaluation.base import EvalContext, Metric, MetricOutput, register_metric
+from tfxai.evaluation.base import EvalContext, MetricOutput, RerunMetric, register_metric
 from tfxai.evaluation.robustness import ssim
 
 __all__ = ["ModelRandomisation", "weighted_layers", "spearman_rows"]
@@ -59,7 +59,7 @@ class _Randomised:
 
 
 @register_metric
-class ModelRandomisation(Metric):
+class ModelRandomisation(RerunMetric):
     """Cascading model-parameter randomisation [Adebayo et al. 2018] (lower similarity is better).
 
     * Layers: the ``steps`` top-most layers with a kernel (:func:`weighted_layers`: Dense and
@@ -87,9 +87,6 @@ class ModelRandomisation(Metric):
     family = "randomisation"
     direction = "lower"
     summary = "Spearman/SSIM of maps of the trained vs top-down re-initialised model [Adebayo 2018]"
-    needs_model = True
-    needs_attributer = True
-    stochastic = True
     variants = ("spearman@<layer>", "ssim@<layer>")
     params_spec = {
         "steps": Param(3, int, "number of layers re-initialised, cascading from the top",
