@@ -5,25 +5,20 @@ the dependency goes one way."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from pathlib import Path
 from typing import Any
 
 from tfxai.attribution.base import METHODS, TUNNELS, Attributer
+from tfxai.registries import import_package_modules
 
 __all__ = ["get_attributer", "list_methods", "method_info"]
 
-_PACKAGE = __name__.rpartition(".")[0]
 #: modules of the package that hold no method
 _NOT_METHODS = ("base", "registry")
 
 
 def _ensure_loaded() -> None:
     """Import every method module of the package once (each registers its classes)."""
-    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if not mod.name.startswith("_") and mod.name not in _NOT_METHODS:
-            importlib.import_module(f"{_PACKAGE}.{mod.name}")
+    import_package_modules(__name__, __file__, _NOT_METHODS)
 
 
 def list_methods() -> list[str]:

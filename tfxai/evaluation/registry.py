@@ -5,26 +5,21 @@ module, so the dependency goes one way."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from pathlib import Path
 from typing import Any
 
 from tfxai import metadata
 from tfxai.evaluation.base import METRICS, Metric
+from tfxai.registries import import_package_modules
 
 __all__ = ["get_metric", "list_metrics", "metric_info"]
 
-_PACKAGE = __name__.rpartition(".")[0]
 #: modules of the package that hold no metric
 _NOT_METRICS = ("base", "registry", "augment", "shared")
 
 
 def _ensure_loaded() -> None:
     """Import every metric module of the package once (each registers its classes)."""
-    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if not mod.name.startswith("_") and mod.name not in _NOT_METRICS:
-            importlib.import_module(f"{_PACKAGE}.{mod.name}")
+    import_package_modules(__name__, __file__, _NOT_METRICS)
 
 
 def list_metrics() -> list[str]:
