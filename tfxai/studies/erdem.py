@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from tfxai.studies.background import with_background
 from tfxai.studies.base import (
     LITE_TOP1,
     Study,
@@ -24,21 +25,26 @@ from tfxai.studies.base import (
     select,
 )
 from tfxai.studies.data import DataChoice
-from tfxai.studies.runs import background_folder, evaluate, limit_of, read_scores
+from tfxai.studies.runs import evaluate, limit_of, read_scores
 
 __all__ = ["Erdem2021Augment", "Erdem2021Reliability"]
 
 GRADIENT_SHAP_BACKGROUND = 10
 
-#: the methods of the augmentation study. The two the published numbers name are guided Grad-CAM
-#: and Deconvolution; integrated gradients follows eq. 3.6 of the thesis (Riemann right-hand sum).
-AUGMENT_METHODS: dict[str, dict[str, Any]] = {
+#: the gradient methods of both studies; integrated gradients follows eq. 3.6 of the thesis
+#: (Riemann right-hand sum)
+GRADIENT_METHODS: dict[str, dict[str, Any]] = {
     "saliency": {},
     "deconvnet": {},
     "guided_backprop": {},
     "gradcam": {},
     "guided_gradcam": {},
     "integrated_gradients": {"steps": 50, "baseline": "black", "rule": "riemann_right"},
+}
+#: the methods of the augmentation study. The two the published numbers name are guided Grad-CAM
+#: and Deconvolution.
+AUGMENT_METHODS: dict[str, dict[str, Any]] = {
+    **{m: dict(p) for m, p in GRADIENT_METHODS.items()},
     "gradient_shap": {"samples": 5, "background_size": GRADIENT_SHAP_BACKGROUND},
 }
 AUGMENT_QUICK_METHODS = ("saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam")
@@ -50,12 +56,7 @@ AUGMENT_QUICK_LIMIT = 3
 COLUMN_METHODS = {"Guided Grad-CAM": "guided_gradcam", "Deconvolution": "deconvnet"}
 
 RELIABILITY_METHODS: dict[str, dict[str, Any]] = {
-    "saliency": {},
-    "deconvnet": {},
-    "guided_backprop": {},
-    "gradcam": {},
-    "guided_gradcam": {},
-    "integrated_gradients": {"steps": 50, "baseline": "black", "rule": "riemann_right"},
+    m: dict(p) for m, p in GRADIENT_METHODS.items()
 }
 RELIABILITY_QUICK_METHODS = ("saliency", "deconvnet", "guided_backprop", "gradcam")
 #: infidelity as Erdem measured it (σ = 0.003, 50 perturbations, not normalised), and tfxai's
@@ -125,10 +126,8 @@ class Erdem2021Augment(Study):
 
     def execute(self, ctx: StudyContext) -> None:
         data = ctx.choose_images("imagenet-val")
-        methods = {m: dict(p) for m, p in self.methods(ctx.options).items()}
-        if "gradient_shap" in methods:
-            folder, what = background_folder(data.images, ctx.out)
-            methods["gradient_shap"]["background"] = folder
+        methods, what = with_background(self.methods(ctx.options), "gradient_shap", data, ctx.out)
+        if what is not None:
             ctx.say(f"gradient_shap background: the first {GRADIENT_SHAP_BACKGROUND} of {what}",
                     "data")
         ctx.say(f"models: {', '.join(ctx.models)}; methods: {', '.join(methods)}")

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from tfxai.studies.background import with_background
 from tfxai.studies.base import Study, StudyContext, cell_row, finding_row, select
 from tfxai.studies.data import DataChoice
-from tfxai.studies.runs import background_folder, evaluate, read_scores
+from tfxai.studies.runs import evaluate, read_scores
 
 __all__ = ["Gattas2020"]
 
@@ -84,10 +85,8 @@ class Gattas2020(Study):
 
     def execute(self, ctx: StudyContext) -> None:
         data = ctx.choose_images("imagenet-val")
-        methods = {m: dict(p) for m, p in self.methods(ctx.options).items()}
-        if "shap" in methods:
-            folder, what = background_folder(data.images, ctx.out)
-            methods["shap"]["background"] = folder
+        methods, what = with_background(self.methods(ctx.options), "shap", data, ctx.out)
+        if what is not None:
             ctx.say(f"SHAP background: {what}", "data")
         ctx.say(f"models: {', '.join(ctx.models)}; methods: {', '.join(methods)}")
         limit = ctx.options.limit
