@@ -210,7 +210,6 @@ class Shap(Attributer):
     summary = ("expected-gradient SHAP (shap.GradientExplainer, 200 samples, 50 background "
                "images) at the input or a layer; partition/blur option [Lundberg 2017]")
     stochastic = True
-    map_defaults = {"reduce": "sum", "absolute": False, "scale": "max"}
     params_spec = {
         "explainer": Param("gradient", str, "gradient or partition", choices=EXPLAINERS),
         "layer": Param(None, str, "inner layer for GradientExplainer (default: the input)",
