@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from _tiny_models import backbone, images, small_cnn, zoo_cnn
+from _rewritten import assert_model_cached_and_traced_once
+from _tiny_models import backbone, images, zoo_cnn
 
 import tfxai
 from tfxai.attribution.guided import relu_kind, relu_rewrite
@@ -148,11 +149,5 @@ def test_no_relu_equals_saliency():
 
 
 def test_cached_model_and_no_retrace():
-    bb = backbone(small_cnn())
-    att = tfxai.get_attributer("guided_backprop", bb, batch_size=2)
-    model = att.model
-    att.attribute(images(5), [0, 1, 2, 3, 4])
-    att.attribute(images(3), [0, 1, 2])
-    assert att.model is model
-    assert att._fn.experimental_get_tracing_count() == 1
+    assert_model_cached_and_traced_once("guided_backprop")
 

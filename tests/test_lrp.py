@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import tensorflow as tf
+from _rewritten import assert_model_cached_and_traced_once
 from _tiny_models import backbone, images, small_cnn, zoo_cnn
 
 import tfxai
@@ -439,13 +440,7 @@ def test_shared_layer_equals_its_unshared_twin():
 
 
 def test_compiled_once():
-    bb = backbone(small_cnn())
-    att = tfxai.get_attributer("lrp_epsilon_plus", bb, batch_size=2)
-    model = att.model
-    att.attribute(images(5), [0, 1, 2, 3, 4])
-    att.attribute(images(3), [0, 1, 2])
-    assert att.model is model
-    assert att._fn.experimental_get_tracing_count() == 1
+    assert_model_cached_and_traced_once("lrp_epsilon_plus")
 
 
 def test_unsupported_layer_is_named_with_its_path():

@@ -157,14 +157,25 @@ def _wait_for_predictions(out: Path, n: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
-    folder = _noise_images(tmp_path / "many", 40, seed=1)
+def _started_run(model: Path, tmp_path: Path, methods: str, n_images: int, seed: int,
+                 rows: int) -> tuple[list[str], Path, subprocess.Popen]:
+    """Start ``attribute`` of ``methods`` on ``n_images`` noise images (seeded by ``seed``, 2 a
+    batch) into ``tmp_path/r`` and return once ``rows`` predictions are written:
+    (the command's arguments, the output folder, the running process)."""
+    folder = _noise_images(tmp_path / "many", n_images, seed=seed)
     out = tmp_path / "r"
-    args = ["attribute", "--model", str(tiny_cnn_file), "--method", "saliency,gradcam",
+    args = ["attribute", "--model", str(model), "--method", methods,
             "--images", str(folder), "--out", str(out), "--batch-size", "2", "--no-progress"]
     proc = _run_cli(args)
-    _wait_for_predictions(out, 6)  # some batches written: then kill hard
+    _wait_for_predictions(out, rows)
+    return args, out, proc
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
+    # some batches written: then kill hard
+    args, out, proc = _started_run(tiny_cnn_file, tmp_path, "saliency,gradcam", 40, seed=1,
+                                   rows=6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(_rows(out / "predictions.csv"))
@@ -180,12 +191,7 @@ def test_sigkill_then_resume_has_no_duplicates(tiny_cnn_file, tmp_path):
 
 @pytest.mark.slow
 def test_sigint_stops_after_batch_and_says_how_to_resume(tiny_cnn_file, tmp_path):
-    folder = _noise_images(tmp_path / "many", 60, seed=2)
-    out = tmp_path / "r"
-    args = ["attribute", "--model", str(tiny_cnn_file), "--method", "saliency",
-            "--images", str(folder), "--out", str(out), "--batch-size", "2", "--no-progress"]
-    proc = _run_cli(args)
-    _wait_for_predictions(out, 4)
+    _, out, proc = _started_run(tiny_cnn_file, tmp_path, "saliency", 60, seed=2, rows=4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
