@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfxai.attribution.backgrounds import load_background_folder, synthetic_background
 from tfxai.attribution.base import Attributer, Param, above, at_least, register
 from tfxai.attribution.deeplift import gaussian_blur
 from tfxai.attribution.gradients import accumulate_gradients, rows_normal, rows_uniform
@@ -277,19 +278,10 @@ def load_background(value: Any, size: tuple[int, int], limit: int | None = None,
             "(background=DIR) or an array (B, H, W, 3) in 0..255"
         )
     if isinstance(value, (str, os.PathLike)):
-        from tfxai.data import DatasetError, discover, load_batch
-
         path = Path(value)
         if not path.exists():
             raise ValueError(f"{method}: parameter 'background': {str(path)!r} does not exist")
-        try:
-            samples = discover(path, limit=limit)
-        except DatasetError as exc:
-            raise ValueError(f"{method}: parameter 'background': {exc}") from None
-        batch = load_batch(samples, size)
-        if not len(batch.images):
-            raise ValueError(f"{method}: parameter 'background': no readable image in {str(path)!r}")
-        arr = batch.images
+        arr, _ = load_background_folder(path, size, limit, owner=method)
     else:
         arr = np.asarray(value, dtype=np.float32)
         if limit:
@@ -365,8 +357,6 @@ class GradientShap(_SeededGradientMethod):
     def _setup(self) -> None:
         value = self.params["background"]
         if value is None or (isinstance(value, str) and value == "synthetic"):
-            from tfxai.attribution.shapley import synthetic_background
-
             self.params["background"] = "synthetic"
             self.params["background_size"] = (self.params["background_size"]
                                               or SYNTHETIC_BACKGROUND_SIZE)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfxai.attribution.backgrounds import load_background_folder, synthetic_background
 from tfxai.attribution.base import Attributer, Param, above, register
 from tfxai.backend import keras
 
@@ -89,41 +90,6 @@ def check_background_overlap(
             f"shap: parameter 'background' shares {len(clashes)} image(s) with the evaluated "
             f"images ({shown}); the background must come from a different folder"
         )
-
-
-def synthetic_background(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """``n`` seeded smooth random colour fields, (n, H, W, 3) float32 in 0..255.
-
-    Uniform noise on a 7×7 grid upsampled bilinearly to ``size``: natural-image-like low
-    frequencies, no object, and never equal to an evaluated photograph.
-    """
-    rng = np.random.default_rng([int(seed), 0x5A4B])
-    low = rng.uniform(0, 255, (n, 7, 7, 3)).astype(np.float32)
-    out = tf.image.resize(low, size, method="bilinear").numpy()
-    return np.clip(out, 0, 255).astype(np.float32)
-
-
-def load_background_folder(
-    folder: str | os.PathLike, size: tuple[int, int], n: int, seed: int, resize: str
-) -> tuple[np.ndarray, list[str]]:
-    """``n`` images (seeded choice when the folder holds more) loaded and resized by tfxai.data.
-
-    Returns the images and their paths.
-    """
-    from tfxai.data import DatasetError, discover, load_batch
-
-    try:
-        samples = discover(folder)
-    except DatasetError as exc:
-        raise ValueError(f"shap: parameter 'background': {exc}") from None
-    if len(samples) > n:
-        idx = np.sort(np.random.default_rng([int(seed), 0xB6]).choice(len(samples), n,
-                                                                       replace=False))
-        samples = [samples[i] for i in idx]
-    batch = load_batch(samples, size, resize)
-    if not len(batch.images):
-        raise ValueError(f"shap: parameter 'background': no readable image in {str(folder)!r}")
-    return batch.images.astype(np.float32), [str(s.path) for s in batch.samples]
 
 
 # --------------------------------------------------------------------------------------- outputs
@@ -261,8 +227,8 @@ class Shap(Attributer):
                     "background=DIR, or leave it unset for the synthetic default)"
                 )
             self.background, self.background_ids = load_background_folder(
-                path, size, p["background_size"], p["background_seed"],
-                p["background_resize"])
+                path, size, p["background_size"], seed=p["background_seed"],
+                resize=p["background_resize"], owner="shap")
             p["background"] = str(path.resolve())
         else:
             arr = np.asarray(bg, dtype=np.float32)
