@@ -16,7 +16,8 @@ by :func:`tfxai.models.load_model`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from tfxai.backend import keras
 from tfxai.model_errors import ModelLoadError
 from tfxai.primitives import softmax, target_score
 
-__all__ = ["Backbone", "logits_graph", "find_last_conv_layer"]
+__all__ = ["Backbone", "logits_graph", "find_last_conv_layer", "weighted_layers"]
 
 
 def _is_softmax(act: Any) -> bool:
@@ -110,6 +111,19 @@ _POOLING = (
     keras.layers.GlobalMaxPooling2D,
     keras.layers.InputLayer,
 )
+
+
+_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def _has_kernel(layer: Any) -> bool:
+    return any(getattr(layer, k, None) is not None for k in _KERNELS) and bool(layer.weights)
+
+
+def weighted_layers(model: keras.Model) -> list[str]:
+    """Paths of the layers that carry a kernel (Dense, Conv*, DepthwiseConv, SeparableConv), in
+    the order Keras lists them, nested sub-models included (``"efficientnetb0/top_conv"``)."""
+    return [path for path, layer in graph.iter_layers(model) if _has_kernel(layer)]
 
 
 def _spatial(node: graph.Node) -> bool:
@@ -198,6 +212,33 @@ class Backbone:
                 f"model {self.name!r}: {exc.args[0]}; layers with 4-D outputs: "
                 f"{', '.join(self.conv_layer_names()[-8:]) or 'none'}"
             ) from None
+
+    # ------------------------------------------------------------------ weights (randomisation)
+    def weighted_layers(self) -> list[str]:
+        """Paths of the model's layers that carry a kernel (:func:`weighted_layers`)."""
+        return weighted_layers(self.keras_model)
+
+    def layer_at(self, path: str) -> keras.layers.Layer:
+        """The Keras layer at ``path`` (as :meth:`weighted_layers` names it)."""
+        found = dict(graph.iter_layers(self.keras_model))
+        if path not in found:
+            raise ModelLoadError(f"model {self.name!r} has no layer {path!r}")
+        return found[path]
+
+    @contextmanager
+    def weights_replaced(self, weights: Mapping[str, list[np.ndarray]]) -> Iterator[None]:
+        """The layers' weights replaced by ``weights`` (path → arrays) inside the block and
+        restored after it, also on error. No copy of the model: compiled methods read the new
+        weights (model randomisation [Adebayo et al. 2018])."""
+        layers = {path: self.layer_at(path) for path in weights}
+        saved = {path: layer.get_weights() for path, layer in layers.items()}
+        try:
+            for path, layer in layers.items():
+                layer.set_weights(weights[path])
+            yield
+        finally:
+            for path, layer in layers.items():
+                layer.set_weights(saved[path])
 
     def rewrite(self, replace: graph.Replace, name: str) -> keras.Model:
         """A logit model (preprocessed input → logits) in which every layer for which

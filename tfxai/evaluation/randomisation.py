@@ -15,26 +15,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from tfxai import graph
 from tfxai.attribution.base import Param, above
+from tfxai.backbone import weighted_layers
 from tfxai.backend import keras
 from tfxai.evaluation.base import EvalContext, MetricOutput, RerunMetric, register_metric
 from tfxai.evaluation.robustness import ssim
 
 __all__ = ["ModelRandomisation", "weighted_layers", "spearman_rows"]
-
-_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
-
-
-def weighted_layers(model: keras.Model) -> list[str]:
-    """Paths of the layers that carry a kernel (Dense, Conv*, DepthwiseConv, SeparableConv), in
-    the order Keras lists them, nested sub-models included (``"efficientnetb0/top_conv"``)."""
-    return [path for path, layer in graph.iter_layers(model) if _has_kernel(layer)]
-
-
-def _has_kernel(layer: Any) -> bool:
-    return any(getattr(layer, k, None) is not None for k in _KERNELS) and bool(layer.weights)
-
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rank correlation of each pair of rows of (N, D) arrays (average ranks for ties);
@@ -50,12 +37,11 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Randomised:
-    """The re-initialised layers of a backbone (top first) with their trained weights and the
-    fixed random weights that replace them."""
+    """The re-initialised layers of a backbone (paths, top first) with the fixed random weights
+    that replace them."""
 
-    layers: dict[str, Any]
+    layers: list[str]
     random_weights: dict[str, list[np.ndarray]]
-    original_weights: dict[str, list[np.ndarray]]
 
 
 @register_metric
@@ -103,7 +89,7 @@ class ModelRandomisation(RerunMetric):
     # ------------------------------------------------------------------ model surgery
     def layers_for(self, backbone: Any) -> list[str]:
         """The re-initialised layers, top first."""
-        names = weighted_layers(backbone.keras_model)[::-1]
+        names = backbone.weighted_layers()[::-1]
         if not names:
             raise ValueError(f"model_randomisation: model {backbone.name!r} has no layer with a kernel")
         return names[: self.params["steps"]]
@@ -141,11 +127,9 @@ class ModelRandomisation(RerunMetric):
         key = id(backbone)
         if self._state is not None and self._state_key == key:
             return self._state
-        found = dict(graph.iter_layers(backbone.keras_model))
-        layers = {n: found[n] for n in self.layers_for(backbone)}
-        rand = {n: self._random_weights(layer, k) for k, (n, layer) in enumerate(layers.items())}
-        orig = {n: layer.get_weights() for n, layer in layers.items()}
-        self._state = _Randomised(layers, rand, orig)
+        layers = self.layers_for(backbone)
+        rand = {n: self._random_weights(backbone.layer_at(n), k) for k, n in enumerate(layers)}
+        self._state = _Randomised(layers, rand)
         self._state_key = key
         return self._state
 
@@ -154,14 +138,11 @@ class ModelRandomisation(RerunMetric):
         state = self._prepare(ctx.backbone)
         ref = ctx.maps(scale="minmax").reshape(len(ctx), -1).astype(np.float64)
         out = MetricOutput(values={}, notes={})
-        try:
-            for name, layer in state.layers.items():  # cascading: earlier layers stay random
-                layer.set_weights(state.random_weights[name])
+        for k, name in enumerate(state.layers):  # cascading: the layers above stay random
+            random = {n: state.random_weights[n] for n in state.layers[: k + 1]}
+            with ctx.backbone.weights_replaced(random):
                 raw = ctx.attributer.attribute(ctx.images, ctx.targets, seeds=ctx.seeds)
-                self._compare(ctx, ref, ctx.attributer.to_map(raw, scale="minmax"), name, out)
-        finally:
-            for name, layer in state.layers.items():
-                layer.set_weights(state.original_weights[name])
+            self._compare(ctx, ref, ctx.attributer.to_map(raw, scale="minmax"), name, out)
         return out
 
     @staticmethod
