@@ -28,13 +28,13 @@ def test_every_registered_metric_has_an_entry():
 
 
 @pytest.mark.parametrize("name", sorted(METRICS))
-def test_table_agrees_with_the_metric_classes(name):
+def test_every_metric_takes_its_facts_from_the_table(name):
+    """A registered metric has an entry in tfxai.metadata (a new metric without one fails here)
+    and its class attributes are the table's, set by register_metric."""
     cls = METRICS[name]
     meta = metadata.METRICS[name]
-    assert meta.family == cls.family
-    assert meta.direction == cls.direction
-    for variant, direction in getattr(cls, "variant_directions", {}).items():
-        assert meta.direction_for(variant) == direction, (name, variant)
+    assert (cls.family, cls.direction) == (meta.family, meta.direction)
+    assert cls.variant_directions == dict(meta.variant_directions)
     for variant in cls.variants:
         assert meta.direction_for(variant) in ("higher", "lower")
 
@@ -86,3 +86,23 @@ def test_metric_info_and_tfxai_metrics_read_the_table():
     assert "morf lower" in lines[at] and "lerf higher" in lines[at + 1]  # one line per variant
     infidelity = next(line for line in lines if line.startswith("infidelity "))
     assert "if normalize" in infidelity
+
+
+def test_run_records_the_metric_facts(tiny_cnn_file, image_dir, tmp_path):
+    """runs.jsonl carries each metric's family and directions with the results."""
+    import json
+
+    from click.testing import CliRunner
+    from tfxai.cli.main import main
+
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, [
+        "evaluate", "--model", str(tiny_cnn_file), "--images", str(image_dir), "--method",
+        "saliency", "--metric", "road,iou", "--param", "road.percentages=[50]",
+        "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
+    assert run["metric_meta"]["road"] == {"family": "faithfulness", "direction": "lower",
+                                          "variant_directions": {"morf": "lower",
+                                                                 "lerf": "higher"}}
+    assert run["metric_meta"]["iou"]["direction"] == "higher"

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxai.attribution.quadrature import gauss_legendre
+from tfxai.primitives import target_score
 
 #: Gauss–Legendre nodes per segment of the adaptive rule (odd: the centre node is the
 #: midpoint, where a split needs F; 1 = the midpoint rule, see :class:`IntegratedGradients`)
@@ -71,7 +72,7 @@ def make_round(logits: Callable[[tf.Tensor], tf.Tensor], chunk: int) -> RoundFn:
             pts, t = points(rows, g_img, g_alpha)
             with tf.GradientTape() as tape:
                 tape.watch(pts)
-                score = tf.gather(logits(pts), t, batch_dims=1)
+                score = target_score(logits(pts), t)
             grads = tape.gradient(score, pts)
             wts = tf.reshape(tf.gather(g_weight, rows), (-1, 1, 1, 1))
             acc += tf.math.unsorted_segment_sum(grads * wts, tf.gather(g_seg, rows), n_seg)
@@ -82,7 +83,7 @@ def make_round(logits: Callable[[tf.Tensor], tf.Tensor], chunk: int) -> RoundFn:
         for i in tf.range((n_fwd + chunk - 1) // chunk):
             rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_fwd))
             pts, t = points(rows, f_img, f_alpha)
-            f_values = f_values.write(i, tf.gather(logits(pts), t, batch_dims=1))
+            f_values = f_values.write(i, target_score(logits(pts), t))
         return acc, q, g_values.concat(), f_values.concat()
 
     return round_

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tfxai import metadata
 from tfxai.attribution.base import SEED_PARAM, Param, canonical_params, validate_params
 from tfxai.evaluation.shared import SharedWork
 from tfxai.evaluation.shared import resolve as resolve_shared
@@ -116,8 +117,10 @@ class Metric:
     """Base class of every metric. See the module docstring for the contract."""
 
     name: ClassVar[str] = ""
+    #: from :mod:`tfxai.metadata` when registered (see :func:`register_metric`)
     family: ClassVar[str] = ""
     direction: ClassVar[str] = "higher"
+    variant_directions: ClassVar[dict[str, str]] = {}
     summary: ClassVar[str] = ""
     needs_boxes: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
@@ -292,8 +295,17 @@ METRICS: dict[str, type[Metric]] = {}
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
-    """Class decorator adding a metric to the registry under ``cls.name``."""
+    """Class decorator adding a metric to the registry under ``cls.name``.
+
+    Its ``family``, ``direction`` and ``variant_directions`` come from :mod:`tfxai.metadata`, the
+    one table of those facts (a metric outside it, e.g. a user's own, keeps its own attributes).
+    """
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no name")
+    meta = metadata.get(cls.name)
+    if meta is not None:
+        cls.family = meta.family
+        cls.direction = meta.direction
+        cls.variant_directions = dict(meta.variant_directions)
     METRICS[cls.name] = cls
     return cls

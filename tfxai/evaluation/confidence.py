@@ -61,7 +61,6 @@ def occlude(images: np.ndarray, region: np.ndarray, filler: np.ndarray, variant:
 
 
 class _OcclusionConfidence(Metric):
-    family = "confidence"
     needs_model = True
     variants = ("b", "s")
     params_spec: ClassVar[dict[str, Param]] = {
@@ -117,8 +116,6 @@ class ConfidenceIncrease(_OcclusionConfidence):
     """
 
     name = "confidence_increase"
-    direction = "higher"
-    variant_directions: ClassVar[dict[str, str]] = {"b": "higher", "s": "lower"}
     summary = "100·1[Y<O]: target probability rises after occluding background (b) / subject (s)"
 
     def _per_image(self, y: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -135,8 +132,6 @@ class ConfidenceDrop(_OcclusionConfidence):
     """
 
     name = "confidence_drop"
-    direction = "lower"
-    variant_directions: ClassVar[dict[str, str]] = {"b": "lower", "s": "higher"}
     summary = "100·max(0, Y−O)/Y: relative drop of the target probability after occlusion (b/s)"
 
     def _per_image(self, y: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[str]]:

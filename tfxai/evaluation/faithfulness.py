@@ -112,8 +112,6 @@ class Infidelity(Metric):
     """
 
     name = "infidelity"
-    family = "faithfulness"
-    direction = "lower"
     summary = "E[(IᵀΦ − (F(x) − F(x−I)))²], I ∼ N(0, σ²), F = target logit [Yeh 2019]"
     needs_model = True
     stochastic = True
@@ -208,7 +206,6 @@ class Infidelity(Metric):
 class _PixelCurve(Metric):
     """Shared core of deletion and insertion [Petsiuk et al. 2018]."""
 
-    family = "faithfulness"
     needs_model = True
     params_spec = {
         "steps": Param(20, int, "number of steps from 0 % to 100 % of the pixels",
@@ -263,7 +260,6 @@ class Deletion(_PixelCurve):
     better). The curve (``[percentage, probability]`` pairs) is stored in ``extras``."""
 
     name = "deletion"
-    direction = "lower"
     summary = "AUC of the target probability as top-ranked pixels are set to 0 [Petsiuk 2018]"
     insert = False
 
@@ -276,7 +272,6 @@ class Insertion(_PixelCurve):
     ``extras``."""
 
     name = "insertion"
-    direction = "higher"
     summary = "AUC of the target probability as top-ranked pixels are inserted into a blur [Petsiuk 2018]"
     insert = True
     params_spec = {

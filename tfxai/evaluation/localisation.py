@@ -150,8 +150,6 @@ MASK_PARAM = Param("union", str, "ground truth: all boxes (union) or the target 
 class LocalisationMetric(Metric):
     """Shared plumbing: maps, masks, invalid rows and notes. Subclasses implement ``_compute``."""
 
-    family = "localisation"
-    direction = "higher"
     needs_boxes = True
     params_spec: ClassVar[dict[str, Param]] = {"mask": MASK_PARAM, **MAP_PARAMS}
 

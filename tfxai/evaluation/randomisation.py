@@ -70,8 +70,6 @@ class ModelRandomisation(RerunMetric):
     """
 
     name = "model_randomisation"
-    family = "randomisation"
-    direction = "lower"
     summary = "Spearman/SSIM of maps of the trained vs top-down re-initialised model [Adebayo 2018]"
     variants = ("spearman@<layer>", "ssim@<layer>")
     params_spec = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -155,14 +154,11 @@ class Road(Metric):
     """
 
     name = "road"
-    family = "faithfulness"
-    direction = "lower"
     summary = "MoRF/LeRF curve of the target probability with noisy linear imputation [Rong 2022]"
     needs_model = True
     stochastic = True
     variants = ("morf", "lerf")
     #: per-variant direction (``direction`` is the MoRF one)
-    variant_directions: ClassVar[dict[str, str]] = {"morf": "lower", "lerf": "higher"}
     params_spec = {
         "percentages": Param((10, 20, 30, 40, 50, 60, 70, 80, 90), (tuple, list),
                              "percentages of pixels removed",

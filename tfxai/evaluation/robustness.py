@@ -44,8 +44,6 @@ class _Sensitivity(RerunMetric):
     ``"relative"`` divides it by ‖Φ(x)‖₂ (NaN with a note when Φ(x) = 0).
     """
 
-    family = "robustness"
-    direction = "lower"
     variants = ("", "relative")
     params_spec = {
         "radius": Param(0.02, float, "L∞ radius of the perturbation, [0, 1] input units",
@@ -173,8 +171,6 @@ class SSIMAugmentation(Metric):
     """
 
     name = "ssim_augmentation"
-    family = "robustness"
-    direction = "higher"
     summary = "SSIM(map(x), map(aug(x))) for rotations and G'MIC filters, gated at |ΔP|<0.05 [Erdem]"
     needs_model = True
     needs_attributer = True

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tfxai import metadata
 from tfxai.messages import OptionMessage
 from tfxai.metadata import nan_reason
 
@@ -116,9 +117,22 @@ class RunConfig:
             "shard": list(self.shard) if self.shard else None,
             "executor": self.executor, "address": self.address,
             "num_workers": self.num_workers,
+            "metric_meta": _metric_meta(self.metrics),
             "versions": {"tfxai": __version__, "tensorflow": tf.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
         }
+
+
+def _metric_meta(names: Sequence[str]) -> dict[str, Any]:
+    """What a reader needs of each metric of the run (:mod:`tfxai.metadata`), recorded with the
+    results: family, better direction and the variants whose direction differs."""
+    out = {}
+    for name in names:
+        meta = metadata.get(name)
+        if meta is not None:
+            out[name] = {"family": meta.family, "direction": meta.direction,
+                         "variant_directions": dict(meta.variant_directions)}
+    return out
 
 
 @dataclass

@@ -29,6 +29,7 @@ from tfxai.attribution.lrp.rules import (
     z_plus,
 )
 from tfxai.backend import keras
+from tfxai.primitives import target_score
 
 
 def lrp_model(backbone: Any, composite: Composite, method: str = "lrp") -> keras.Model:
@@ -101,7 +102,7 @@ class LRP(Attributer):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(xp)
             logits = self.model(xp, training=False)
-            score = tf.gather(logits, t, batch_dims=1)
+            score = target_score(logits, t)
         start = tf.stop_gradient(score)
         if self._composite.start == "positive_logit":
             start = tf.nn.relu(start)
