@@ -128,6 +128,8 @@ def _fetch_failure(*args, **kwargs):
 
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_imagenet_weights_offline_says_how_to_supply_a_file(monkeypatch, tmp_path, name):
+    from tfxai.cli.options import error_text
+
     monkeypatch.setattr(keras.applications, BACKBONES[name][0], _fetch_failure)
     home = _fake_keras_home(monkeypatch, tmp_path)
     with pytest.raises(ModelLoadError) as info:
@@ -137,7 +139,10 @@ def test_imagenet_weights_offline_says_how_to_supply_a_file(monkeypatch, tmp_pat
     assert "URL fetch failure" in msg
     assert get_model_spec(name).weights_file in msg  # the file to copy
     assert str(home / "models") in msg  # where keras' get_file looks for it
-    assert "--weights /path/to/weights.h5" in msg and "--weights none" in msg
+    # the library names its parameter, the CLI its flag (tfxai.messages)
+    assert "pass weights /path/to/weights.h5" in msg and "use weights none" in msg
+    cli = error_text(info.value)
+    assert "--weights /path/to/weights.h5" in cli and "--weights none" in cli
     assert isinstance(info.value.__cause__, Exception)
 
 
