@@ -177,7 +177,8 @@ def _run(fn, cfg) -> None:
         _echo(f"error: {exc}\nresults so far are saved; re-run the same command to resume.")
         sys.exit(EXIT_FAILURES)
     for note in summary.notes:
-        _echo(f"note: {note}")
+        if note not in summary.warnings:  # a warning was printed when it was issued
+            _echo(f"note: {note}")
     nan = sum(summary.undefined.values())
     _echo(f"{summary.images} images: {summary.computed} attributions computed, "
           f"{summary.skipped} reused/skipped, {summary.rows} score rows"

@@ -540,3 +540,19 @@ def test_lite_models_get_their_published_accuracy_in_models_csv(tmp_path):
     table = pd.read_csv(tmp_path / "models.csv").set_index("model")
     # a listed model keeps its row; lite2 gets the published 77.6 %; a custom model gets none
     assert table["accuracy"].to_dict() == {"efficientnet_lite0": 0.5, "efficientnet_lite2": 0.776}
+
+
+def test_input_independence_warning_is_printed_once_by_the_cli(tmp_path):
+    """The CLI prints the warning when it is issued and does not repeat it among the notes."""
+    from click.testing import CliRunner
+    from tfxai.cli.main import main
+
+    path = tmp_path / "model.keras"
+    _tiny_gap_cnn(pool=False).save(path)
+    images = _random_images(tmp_path / "imgs")
+    res = CliRunner().invoke(main, ["attribute", "--model", str(path), "--method", "deconvnet",
+                                    "--images", str(images), "--out", str(tmp_path / "out"),
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    text = res.output + (getattr(res, "stderr", "") if res.output.count("depend") == 0 else "")
+    assert text.count("does not depend on the input") == 1
