@@ -71,7 +71,7 @@ def run(model: str = "vgg16", samples: int = 200, batch: int = 50, repeat: int =
     target = int(bb.predict(image[None]).argmax())
     n = samples
     segmenter = make_segmenter("quickshift")
-    att = tfxai.get_attributer("lime", bb, num_samples=n, model_batch_size=batch)
+    att = tfxai.get_attributer("lime", bb, n_samples=n, model_batch_size=batch)
 
     def keras_predict_fn(b: np.ndarray) -> np.ndarray:
         return bb.keras_model.predict(bb.preprocess(b), verbose=0)

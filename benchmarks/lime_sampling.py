@@ -4,7 +4,7 @@ Issue 18, item 2. On EfficientNet-Lite0 (ImageNet weights, offline) and the 15 I
 photos of ``../shared/data/imagenet-val-15`` (loaded like the CLI, squash-resized), target = the
 predicted class, image i explained with seed i (the attributer's default per-image seeds):
 
-* **reference**: tfxai's default LIME at ``num_samples=1000`` (identical to lime's
+* **reference**: tfxai's default LIME at ``n_samples=1000`` (identical to lime's
   ``explain_instance``: quickshift, hide colour 0, kernel width 0.25), and its top-5 set, the
   first 5 superpixels of lime's ranking (|weight|, lime's ``local_exp`` order);
 * **options**, each at several budgets: ``sampling`` = ``lime`` (the default, fewer samples),
@@ -103,7 +103,7 @@ def run(images: Path, limit: int, ceiling: bool, cache_path: Path | None, check:
         if cache_path:
             cache_path.write_bytes(pickle.dumps(cache))
 
-    ref = [explain(i, num_samples=REF_SAMPLES) for i in range(len(x))]
+    ref = [explain(i, n_samples=REF_SAMPLES) for i in range(len(x))]
     save()
     ref_top = [r.top(TOP) for r in ref]
     print(f"reference: {len(x)} images, superpixels {[len(r.weights) for r in ref]}",
@@ -116,16 +116,16 @@ def run(images: Path, limit: int, ceiling: bool, cache_path: Path | None, check:
     for sampling in ("lime", "paired"):
         pts = []
         for n in BUDGETS:
-            res = [explain(i, num_samples=n, sampling=sampling) for i in range(len(x))]
+            res = [explain(i, n_samples=n, sampling=sampling) for i in range(len(x))]
             pts.append({"passes": float(np.mean([r.samples for r in res])),
-                        "agreement": agreement(res), "setting": f"num_samples={n}"})
+                        "agreement": agreement(res), "setting": f"n_samples={n}"})
             print(f"  {sampling:8s} {n:5d} samples: agreement {pts[-1]['agreement']:.2f}  "
                   f"(model passes so far {model.model_passes})", file=sys.stderr, flush=True)
             save()
         curves[sampling] = pts
         pts = []
         for patience in PATIENCE:
-            res = [explain(i, num_samples=REF_SAMPLES, sampling=sampling, stop="topk_stable",
+            res = [explain(i, n_samples=REF_SAMPLES, sampling=sampling, stop="topk_stable",
                            stop_k=TOP, block=BLOCK, patience=patience) for i in range(len(x))]
             used = [r.samples for r in res]
             pts.append({"passes": float(np.mean(used)), "agreement": agreement(res),
@@ -138,7 +138,7 @@ def run(images: Path, limit: int, ceiling: bool, cache_path: Path | None, check:
         curves[f"{sampling}+topk_stable"] = pts
 
     # the reference through the attributer itself, without the cache (first ``check`` images)
-    att = tfxai.get_attributer("lime", bb, num_samples=REF_SAMPLES, seed=0)
+    att = tfxai.get_attributer("lime", bb, n_samples=REF_SAMPLES, seed=0)
     att.attribute(x[:check], targets[:check])
     same = all(np.array_equal(a.weights, r.weights) for a, r in zip(att.last_results, ref,
                                                                       strict=False))
@@ -152,7 +152,7 @@ def run(images: Path, limit: int, ceiling: bool, cache_path: Path | None, check:
     out["boundary_gap_se"] = [boundary_gap(r, x[i], model, segs[i], int(targets[i]),
                                            int(seeds[i])) for i, r in enumerate(ref)]
     if ceiling:
-        other = [explain(i, seed=int(seeds[i]) + 1000, num_samples=REF_SAMPLES)
+        other = [explain(i, seed=int(seeds[i]) + 1000, n_samples=REF_SAMPLES)
                  for i in range(len(x))]
         save()
         out["ceiling"] = agreement(other)
@@ -161,8 +161,8 @@ def run(images: Path, limit: int, ceiling: bool, cache_path: Path | None, check:
         for sampling in ("lime", "paired"):
             repro[sampling] = []
             for n in REPRO_BUDGETS:
-                a = [explain(i, num_samples=n, sampling=sampling) for i in range(len(x))]
-                b = [explain(i, seed=int(seeds[i]) + 1000, num_samples=n, sampling=sampling)
+                a = [explain(i, n_samples=n, sampling=sampling) for i in range(len(x))]
+                b = [explain(i, seed=int(seeds[i]) + 1000, n_samples=n, sampling=sampling)
                      for i in range(len(x))]
                 save()
                 pairs = list(zip(a, b, strict=True))

@@ -77,12 +77,12 @@ def _ig_passes(p: dict[str, Any], b: int) -> tuple[float, float]:
 
 
 def _shap_passes(p: dict[str, Any], b: int) -> tuple[float, float]:
-    k = p["samples"] * len(p["background"])
+    k = p["n_samples"] * len(p["background"])
     return float(k), float(k)
 
 
 def _tunnel_passes(p: dict[str, Any], b: int) -> tuple[float, float]:
-    return float(p["n"]), float(p["n"])
+    return float(p["n_samples"]), float(p["n_samples"])
 
 
 def _deeplift_passes(p: dict[str, Any], b: int) -> tuple[float, float]:
@@ -101,10 +101,10 @@ CASES: list[Case] = [
     Case("integrated_gradients", {"steps": 16, "internal_batch_size": 8}, _ig_passes,
          note="16 steps (time is linear in steps)"),
     Case("deeplift", passes=_deeplift_passes),
-    Case("gradient_shap", {"samples": 2, "internal_batch_size": 8}, _shap_passes,
+    Case("gradient_shap", {"n_samples": 2, "internal_batch_size": 8}, _shap_passes,
          note="4 background images × 2 samples"),
-    Case("saliency+smoothgrad", {"n": 4, "internal_batch_size": 8}, _tunnel_passes),
-    Case("saliency+vargrad", {"n": 4, "internal_batch_size": 8}, _tunnel_passes),
+    Case("saliency+smoothgrad", {"n_samples": 4, "internal_batch_size": 8}, _tunnel_passes),
+    Case("saliency+vargrad", {"n_samples": 4, "internal_batch_size": 8}, _tunnel_passes),
     # LRP (issue 15): one forward and one modified backward pass. ε needs nothing more; z⁺, αβ,
     # γ and z^B also run convolutions with modified weights inside the backward pass, which the
     # floor does not count.

@@ -307,7 +307,7 @@ def _xq_occlusion(ctx: Ctx) -> Pair:
     ctx = ctx.head(HEAVY_IMAGES)
     ex = Occlusion(ctx.raw_model, batch_size=64, patch_size=OCC_PATCH, patch_stride=OCC_STRIDE,
                    occlusion_value=0.0)
-    att = _att(ctx, "occlusion", patch=OCC_PATCH, stride=OCC_STRIDE, fill="0", score="logit",
+    att = _att(ctx, "occlusion", patch=OCC_PATCH, stride=OCC_STRIDE, fill="zero", score="logit",
                model_batch_size=64)
     h = ctx.bb.input_size[0]
     n_pos = ((h - OCC_PATCH) // OCC_STRIDE + 1) ** 2
@@ -471,7 +471,7 @@ def _quantus_infidelity(ctx: Ctx) -> Pair:
     import quantus
 
     att, raw, _ = _saliency_inputs(ctx, "gradcam")
-    metric = tfxai.get_metric("infidelity", n_perturbations=INF_SAMPLES)
+    metric = tfxai.get_metric("infidelity", n_samples=INF_SAMPLES)
     h = ctx.bb.input_size[0]
     patch = h // 2  # 4 patches × 5 repeats = INF_SAMPLES forward passes per image
     reps = INF_SAMPLES // 4
@@ -575,8 +575,8 @@ def _shap_gradient(ctx: Ctx) -> Pair:
     import shap
 
     n_samples = SHAP_BG * SHAP_PER_BG
-    att = _att(ctx, "gradient_shap", background=ctx.background, samples=SHAP_PER_BG,
-               noise=0.0, alpha_sampling="uniform")
+    att = _att(ctx, "gradient_shap", background=ctx.background, n_samples=SHAP_PER_BG,
+               sigma=0.0, alpha_sampling="uniform")
     ref = channel_sum(_other_seed(att, ctx))
     explainer = shap.GradientExplainer(ctx.raw_model, ctx.background, batch_size=32)
 
@@ -601,7 +601,7 @@ def _lime(ctx: Ctx) -> Pair:
     from tfxai.attribution.superpixel import make_segmenter
 
     ctx = ctx.head(HEAVY_IMAGES)
-    att = _att(ctx, "lime", num_samples=LIME_SAMPLES, model_batch_size=50)
+    att = _att(ctx, "lime", n_samples=LIME_SAMPLES, model_batch_size=50)
     segmenter = make_segmenter("quickshift")
     logits = tf.function(lambda b: tf.nn.softmax(ctx.raw_model(b, training=False)),
                          reduce_retracing=True)

@@ -19,7 +19,7 @@ and the first ``--limit`` photos of ``../shared/data/imagenet-val-15``:
 
    * prediction: one forward pass per image;
    * each method: its passes (``methods.CASES``) per image;
-   * infidelity: ``1 + n_perturbations`` forward passes per image, **once** for all methods
+   * infidelity: ``1 + n_samples`` forward passes per image, **once** for all methods
      (they are attribution-independent), plus the attribution-dependent part (Iᵀ Φ for every
      method), timed on its own;
    * ssim_augmentation: ``1 + variants`` gate forward passes per image and the augmentations
@@ -138,7 +138,7 @@ def floors(args: argparse.Namespace, out: Path) -> dict[str, float]:
         out_f[f"method {m}"] = n * method_floor[m]
     if "infidelity" in args.metrics:
         inf = Infidelity()
-        k = inf.params["n_perturbations"]
+        k = inf.params["n_samples"]
         out_f["infidelity forward (shared)"] = n * (1 + k) * t_f
         phi = np.ones_like(x)
 

@@ -729,7 +729,7 @@ def test_ties_are_shown_as_ties_never_won_by_the_first_name(tmp_path):
 
 
 def test_metric_not_comparable_across_methods_is_never_ranked(tmp_path):
-    raw = json.dumps({"n_perturbations": 50, "normalize": False, "seed": 0, "sigma": 0.003})
+    raw = json.dumps({"n_samples": 50, "normalize": False, "seed": 0, "sigma": 0.003})
     rows = ranking_rows("infidelity", {"gradcam": [9000.0, 9100.0, 9200.0],
                                        "saliency": [0.09, 0.1, 0.11]}, raw)  # fmt: skip
     rows += ranking_rows("max_sensitivity", {"gradcam": [5.0, 5.1, 5.2], "saliency": [0.1, 0.2, 0.3]})

@@ -36,7 +36,7 @@ def cli_run(tmp_path_factory, tiny_cnn_file):
         "evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
         "--metric", ",".join(METRICS), "--images", str(folder), "--out", str(out),
         "--batch-size", "4", "--param", "max_sensitivity.n_samples=3",
-        "--param", "infidelity.n_perturbations=8", "--no-progress"])
+        "--param", "infidelity.n_samples=8", "--no-progress"])
     assert res.exit_code == 0, res.output
     return folder, out
 
@@ -66,7 +66,7 @@ def _cli_rows(out: Path, method: str) -> dict[tuple[str, str], dict[str, str]]:
             if r["method"] == method and r["variant"] == ""}
 
 
-METRIC_PARAMS = (("infidelity", {"n_perturbations": 8}), ("max_sensitivity", {"n_samples": 3}),
+METRIC_PARAMS = (("infidelity", {"n_samples": 8}), ("max_sensitivity", {"n_samples": 3}),
                  ("iou", {}), ("pointing_game", {}))
 
 

@@ -48,7 +48,7 @@ def images(tmp_path_factory) -> Path:
 def _cfg(model: Path, images: Path, out: Path, **kw) -> RunConfig:
     base = dict(models=[str(model)], methods=METHODS, metrics=METRICS, images=images,
                 annotations=images, out=out, batch_size=4, seed=7, progress=False,
-                method_params={"saliency+smoothgrad": {"n": 3}})
+                method_params={"saliency+smoothgrad": {"n_samples": 3}})
     return RunConfig(**{**base, **kw})
 
 
@@ -102,7 +102,7 @@ def test_shard_then_merge_equals_unsharded(tiny_cnn_file, images, local_run, tmp
         args = ["evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
                 "--metric", ",".join(METRICS), "--images", str(images), "--annotations",
                 str(images), "--out", str(out), "--batch-size", "4", "--seed", "7",
-                "--param", "saliency+smoothgrad.n=3", "--shard", f"{i}/2", "--no-progress"]
+                "--param", "saliency+smoothgrad.n_samples=3", "--shard", f"{i}/2", "--no-progress"]
         res = runner.invoke(main, args)
         assert res.exit_code == 0, res.output
         parts.append(out)
@@ -223,7 +223,7 @@ def test_ray_cli_and_leftover_shards_of_a_killed_driver(ray_cluster, tiny_cnn_fi
     args = ["evaluate", "--model", str(tiny_cnn_file), "--method", ",".join(METHODS),
             "--metric", ",".join(METRICS), "--images", images.name, "--annotations",
             images.name, "--out", str(out), "--batch-size", "4", "--seed", "7",
-            "--param", "saliency+smoothgrad.n=3", "--executor", "ray", "--num-workers", "2",
+            "--param", "saliency+smoothgrad.n_samples=3", "--executor", "ray", "--num-workers", "2",
             "--no-progress"]
     monkeypatch.chdir(images.parent)
     res = CliRunner().invoke(main, args)

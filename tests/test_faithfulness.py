@@ -102,7 +102,7 @@ def test_infidelity_matches_the_naive_definition_on_a_cnn():
     sal = tfxai.get_attributer("saliency", bb)
     raw = sal.attribute(x, t)
     for normalize in (False, True):
-        metric = tfxai.get_metric("infidelity", sigma=0.05, n_perturbations=7, batch_size=5,
+        metric = tfxai.get_metric("infidelity", sigma=0.05, n_samples=7, batch_size=5,
                                   normalize=normalize)
         got = metric.score(bb, sal, x, t, attributions=raw, seeds=[10, 11])
         want = [naive_infidelity(bb, x[i], t[i], raw[i].astype(np.float64), metric, 10 + i)
@@ -119,7 +119,7 @@ def test_infidelity_broadcasts_an_hw_map_over_channels():
     t = np.array([0, 1])
     rng = np.random.default_rng(0)
     phi_hw = rng.normal(size=(2, SIZE, SIZE)).astype(np.float32)
-    metric = tfxai.get_metric("infidelity", n_perturbations=5)
+    metric = tfxai.get_metric("infidelity", n_samples=5)
     a = metric.score(bb, None, x, t, attributions=phi_hw)
     b = metric.score(bb, None, x, t, attributions=np.repeat(phi_hw[..., None], 3, axis=-1))
     np.testing.assert_allclose(a, b, rtol=1e-10)
@@ -132,8 +132,8 @@ def test_infidelity_normalize_is_scale_invariant():
     grad = tfxai.get_attributer("saliency", bb).attribute(x, t).astype(np.float64)
     # a gradient spoiled by noise (float64, so that ×10 is exact up to 1e-16)
     raw = grad + np.random.default_rng(0).normal(0, grad.std(), grad.shape)
-    norm = tfxai.get_metric("infidelity", normalize=True, n_perturbations=10, sigma=0.03)
-    plain = tfxai.get_metric("infidelity", normalize=False, n_perturbations=10, sigma=0.03)
+    norm = tfxai.get_metric("infidelity", normalize=True, n_samples=10, sigma=0.03)
+    plain = tfxai.get_metric("infidelity", normalize=False, n_samples=10, sigma=0.03)
     a = norm.score(bb, None, x, t, attributions=raw)
     b = norm.score(bb, None, x, t, attributions=raw * 10.0)
     np.testing.assert_allclose(a, b, rtol=1e-9)
@@ -149,9 +149,9 @@ def test_infidelity_is_seeded_and_independent_of_batching():
     x = images(3, seed=4)
     t = np.array([0, 1, 2])
     raw = tfxai.get_attributer("saliency", bb).attribute(x, t)
-    m = tfxai.get_metric("infidelity", n_perturbations=4, sigma=0.02)
+    m = tfxai.get_metric("infidelity", n_samples=4, sigma=0.02)
     full = m.score(bb, None, x, t, attributions=raw, seeds=[5, 6, 7])
-    again = tfxai.get_metric("infidelity", n_perturbations=4, sigma=0.02, batch_size=3).score(
+    again = tfxai.get_metric("infidelity", n_samples=4, sigma=0.02, batch_size=3).score(
         bb, None, x, t, attributions=raw, seeds=[5, 6, 7])
     part = m.score(bb, None, x[1:], t[1:], attributions=raw[1:], seeds=[6, 7])
     # the same perturbations whatever the batching; the values agree up to float32 round-off in
@@ -169,7 +169,7 @@ def test_infidelity_nan_prediction_gives_nan_row_with_note():
     x = np.full((2, SIZE, SIZE, 3), 100.0, np.float32)
     x[1, :4] = 0.0
     phi = np.ones_like(x)
-    out = tfxai.get_metric("infidelity", n_perturbations=5).evaluate(
+    out = tfxai.get_metric("infidelity", n_samples=5).evaluate(
         bb, None, x, np.array([0, 0]), attributions=phi)
     assert np.isfinite(out.values[""][0]) and out.notes[""][0] == ""
     assert np.isnan(out.values[""][1])
@@ -179,8 +179,8 @@ def test_infidelity_nan_prediction_gives_nan_row_with_note():
 def test_infidelity_bad_parameters():
     with pytest.raises(ValueError, match="sigma"):
         tfxai.get_metric("infidelity", sigma=-1.0)
-    with pytest.raises(ValueError, match="n_perturbations"):
-        tfxai.get_metric("infidelity", n_perturbations=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        tfxai.get_metric("infidelity", n_samples=0)
 
 
 # --------------------------------------------------------------------------------------- ROAD

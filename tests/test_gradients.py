@@ -98,8 +98,8 @@ GRADIENT_METHODS = {
     "guided_gradcam": {},
     "integrated_gradients": {"steps": 4, "internal_batch_size": 4},
     "deeplift": {},
-    "gradient_shap": {"samples": 2, "internal_batch_size": 4},
-    "saliency+smoothgrad": {"n": 2},
+    "gradient_shap": {"n_samples": 2, "internal_batch_size": 4},
+    "saliency+smoothgrad": {"n_samples": 2},
 }
 
 

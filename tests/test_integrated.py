@@ -159,7 +159,7 @@ def test_gradient_shap_linear_exact():
     bb = backbone(model)
     x = images(2, size=8)
     bg = images(3, size=8, seed=9)
-    raw = tfxai.get_attributer("gradient_shap", bb, background=bg, samples=2).attribute(x, [0, 2])
+    raw = tfxai.get_attributer("gradient_shap", bb, background=bg, n_samples=2).attribute(x, [0, 2])
     for i, t in enumerate([0, 2]):
         expect = (x[i] - bg.mean(axis=0)).ravel() * w[:, t]
         np.testing.assert_allclose(raw[i].ravel(), expect, rtol=1e-4, atol=1e-5)
@@ -174,7 +174,7 @@ def test_gradient_shap_agrees_with_shap_gradient_explainer():
     x = images(2)
     t = np.array([1, 3])
     bg = images(4, seed=7)
-    ours = tfxai.get_attributer("gradient_shap", bb, background=bg, samples=300,
+    ours = tfxai.get_attributer("gradient_shap", bb, background=bg, n_samples=300,
                                 internal_batch_size=200).attribute(x, t)
     explainer = shap.GradientExplainer(model, bg)
     sv = np.asarray(explainer.shap_values(x, nsamples=1200, rseed=0))
@@ -188,12 +188,12 @@ def test_gradient_shap_noise_seeded_and_batch_independent():
     x = images(3)
     t = np.array([0, 1, 2])
     bg = images(2, seed=8)
-    kw = dict(background=bg, samples=4, noise=0.1)
+    kw = dict(background=bg, n_samples=4, sigma=0.1)
     a = tfxai.get_attributer("gradient_shap", bb, **kw).attribute(x, t)
     b = tfxai.get_attributer("gradient_shap", bb, batch_size=1, internal_batch_size=3,
                              **kw).attribute(x, t)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8)
-    c = tfxai.get_attributer("gradient_shap", bb, background=bg, samples=4).attribute(x, t)
+    c = tfxai.get_attributer("gradient_shap", bb, background=bg, n_samples=4).attribute(x, t)
     assert not np.allclose(a, c)
 
 
@@ -438,7 +438,7 @@ def test_gradient_shap_alpha_sampling(scheme):
     lin = backbone(model)
     x8 = images(2, size=8)
     bg8 = images(3, size=8, seed=9)
-    raw = tfxai.get_attributer("gradient_shap", lin, background=bg8, samples=3,
+    raw = tfxai.get_attributer("gradient_shap", lin, background=bg8, n_samples=3,
                                alpha_sampling=scheme).attribute(x8, [0, 2])
     for i, c in enumerate([0, 2]):
         np.testing.assert_allclose(raw[i].ravel(), (x8[i] - bg8.mean(axis=0)).ravel() * w[:, c],
@@ -447,7 +447,7 @@ def test_gradient_shap_alpha_sampling(scheme):
     x = images(3, size=8, seed=3)
     t = np.array([0, 1, 2])
     bg = images(2, size=8, seed=8)
-    kw = dict(background=bg, samples=6, alpha_sampling=scheme)
+    kw = dict(background=bg, n_samples=6, alpha_sampling=scheme)
     a = tfxai.get_attributer("gradient_shap", bb, **kw).attribute(x, t)
     b = tfxai.get_attributer("gradient_shap", bb, batch_size=1, internal_batch_size=5,
                              **kw).attribute(x, t)
@@ -472,7 +472,7 @@ def test_gradient_shap_alpha_sampling_reduces_completeness_error():
     target = bb.predict_logits(x)[idx, t] - bb.predict_logits(bg)[:, t].mean(axis=0)
 
     def error(scheme, seed):
-        raw = tfxai.get_attributer("gradient_shap", bb, background=bg, samples=8,
+        raw = tfxai.get_attributer("gradient_shap", bb, background=bg, n_samples=8,
                                    alpha_sampling=scheme, seed=seed).attribute(x, t)
         return np.abs(raw.reshape(len(x), -1).sum(axis=1) - target) / np.abs(target)
 

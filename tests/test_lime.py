@@ -53,13 +53,13 @@ def _lime_reference(bb, image, target, seed, segmenter, hide_color, num_samples)
     return exp, w
 
 
-@pytest.mark.parametrize("hide", ["0", "mean"])
+@pytest.mark.parametrize("hide", ["zero", "mean"])
 def test_weights_identical_to_lime(bb, hide):
     image, seed, target = _image(1), 1234, 2
     seg = make_segmenter("quickshift")
-    exp, w_ref = _lime_reference(bb, image, target, seed, seg, 0 if hide == "0" else None, 100)
+    exp, w_ref = _lime_reference(bb, image, target, seed, seg, 0 if hide == "zero" else None, 100)
     ours = lime_explain(image, lambda b: bb.predict(b, batch_size=100), target, seed,
-                        num_samples=100, segmenter=seg, hide_color=hide)
+                        n_samples=100, segmenter=seg, fill=hide)
     assert len(w_ref) >= 5, "segmentation too coarse for a meaningful test"
     np.testing.assert_array_equal(ours.segments, exp.segments)
     np.testing.assert_allclose(ours.weights, w_ref, atol=1e-6, rtol=0)
@@ -70,7 +70,7 @@ def test_weights_identical_to_lime(bb, hide):
 def test_attributer_matches_lime_and_paints_superpixels(bb):
     images = np.stack([_image(1), _image(2)])
     targets = np.array([2, 4])
-    att = tfxai.get_attributer("lime", bb, num_samples=100, seed=0, model_batch_size=64)
+    att = tfxai.get_attributer("lime", bb, n_samples=100, seed=0, model_batch_size=64)
     raw = att.attribute(images, targets, seeds=[11, 12])
     assert raw.shape == (2, H, H) and raw.dtype == np.float32
     seg = make_segmenter("quickshift")
@@ -84,7 +84,7 @@ def test_attributer_matches_lime_and_paints_superpixels(bb):
 
 def test_top_k_positive_only(bb):
     image = _image(3)
-    att = tfxai.get_attributer("lime", bb, num_samples=60, top_k=3, positive_only=True)
+    att = tfxai.get_attributer("lime", bb, n_samples=60, top_k=3, positive_only=True)
     raw = att.attribute(image[None], [1], seeds=[5])[0]
     res = att.last_results[0]
     pos = [k for k in res.ranking if res.weights[k] > 0][:3]
@@ -96,15 +96,15 @@ def test_top_k_positive_only(bb):
 
 
 def test_blur_and_bad_params(bb):
-    with pytest.raises(ValueError, match="hide_color"):
-        tfxai.get_attributer("lime", bb, hide_color="grey")
+    with pytest.raises(ValueError, match="fill"):
+        tfxai.get_attributer("lime", bb, fill="grey")
     with pytest.raises(ValueError, match="segmentation"):
         tfxai.get_attributer("lime", bb, segmentation="watershed")
-    att = tfxai.get_attributer("lime", bb, num_samples=30, hide_color="blur",
+    att = tfxai.get_attributer("lime", bb, n_samples=30, fill="blur",
                                segmentation="slic", n_segments=12)
     raw = att.attribute(_image(4)[None], [0], seeds=[1])
     assert np.isfinite(raw).all() and np.abs(raw).max() > 0
-    assert att.method_params()["hide_color"] == "blur"
+    assert att.method_params()["fill"] == "blur"
 
 
 # ----------------------------------------------------------------------------- fewer model calls
@@ -132,23 +132,23 @@ def test_lime_rows_are_limes_draws_and_paired_rows_fold_them_over():
 def test_options_deterministic_per_seed(bb, kw):
     images = np.stack([_image(1), _image(2)])
     targets = np.array([2, 4])
-    att = tfxai.get_attributer("lime", bb, num_samples=120, **kw)
+    att = tfxai.get_attributer("lime", bb, n_samples=120, **kw)
     a = att.attribute(images, targets, seeds=[11, 12])
     used = [r.samples for r in att.last_results]
-    b = tfxai.get_attributer("lime", bb, num_samples=120, batch_size=1, **kw).attribute(
+    b = tfxai.get_attributer("lime", bb, n_samples=120, batch_size=1, **kw).attribute(
         images, targets, seeds=[11, 12])
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
     c = att.attribute(images, targets, seeds=[21, 22])
     assert not np.allclose(a, c)
     assert all(2 <= u <= 120 for u in used)
-    default = tfxai.get_attributer("lime", bb, num_samples=120).attribute(images, targets,
+    default = tfxai.get_attributer("lime", bb, n_samples=120).attribute(images, targets,
                                                                            seeds=[11, 12])
     assert not np.allclose(a, default)
 
 
-def test_stop_respects_num_samples_as_maximum(bb):
+def test_stop_respects_n_samples_as_maximum(bb):
     image = _image(1)
-    kw = dict(num_samples=130, seed=0)
+    kw = dict(n_samples=130, seed=0)
     # never stable for 9 blocks: runs to the cap, the last block cut to 30 rows
     att = tfxai.get_attributer("lime", bb, stop="topk_stable", block=50, patience=9, **kw)
     raw = att.attribute(image[None], [2], seeds=[5])
@@ -189,9 +189,9 @@ def test_stop_finds_two_known_superpixels_with_fewer_samples(sampling):
     predict = _two_superpixel_model(seg, 5, 10)
     image = np.clip(180 + np.random.default_rng(0).normal(0, 20, (32, 32, 3)), 0, 255)
     for seed in range(5):
-        full = lime_explain(image, predict, 0, seed, num_samples=1000, segmenter=lambda _: seg)
+        full = lime_explain(image, predict, 0, seed, n_samples=1000, segmenter=lambda _: seg)
         assert full.top(2) == {5, 10} and full.samples == 1000
-        fast = lime_explain(image, predict, 0, seed, num_samples=1000,
+        fast = lime_explain(image, predict, 0, seed, n_samples=1000,
                             segmenter=lambda _: seg, sampling=sampling, stop="topk_stable",
                             stop_k=2, block=10, patience=2)
         assert fast.top(2) == {5, 10}

@@ -55,8 +55,8 @@ def test_directions_per_variant():
 
 
 def test_comparability_follows_the_recorded_parameters():
-    normalised = json.dumps({"n_perturbations": 50, "normalize": True, "sigma": 0.003})
-    raw = json.dumps({"n_perturbations": 50, "normalize": False, "sigma": 0.003})
+    normalised = json.dumps({"n_samples": 50, "normalize": True, "sigma": 0.003})
+    raw = json.dumps({"n_samples": 50, "normalize": False, "sigma": 0.003})
     assert metadata.comparability("infidelity", normalised)
     assert not metadata.comparability("infidelity", raw)
     assert not metadata.comparability("infidelity", "{}")  # not recorded: not assumed comparable

@@ -36,7 +36,7 @@ def test_registered():
 def test_matches_definition_exactly(quad, tunnel):
     """With the tunnel's own noise draws, each variant is its formula over M = C ⊙ (x + ε)."""
     bb, c, x, t = quad
-    att = tfxai.get_attributer(f"saliency+{tunnel}", bb, n=7, sigma=0.2, internal_batch_size=4)
+    att = tfxai.get_attributer(f"saliency+{tunnel}", bb, n_samples=7, sigma=0.2, internal_batch_size=4)
     out = att.attribute(x, t)
     noisy = att.noise(x, att.resolve_seeds(len(x), None))  # (N, n, H, W, 3)
     np.testing.assert_allclose((noisy - x[:, None]).std(), 0.2 * 255, rtol=0.15)
@@ -63,30 +63,30 @@ def test_expectations(quad):
 
 def test_chunking_batching_and_seeds(quad):
     bb, _, x, t = quad
-    a = tfxai.get_attributer("saliency+vargrad", bb, n=5, internal_batch_size=2,
+    a = tfxai.get_attributer("saliency+vargrad", bb, n_samples=5, internal_batch_size=2,
                              batch_size=1).attribute(x, t)
-    b = tfxai.get_attributer("saliency+vargrad", bb, n=5, internal_batch_size=64).attribute(x, t)
+    b = tfxai.get_attributer("saliency+vargrad", bb, n_samples=5, internal_batch_size=64).attribute(x, t)
     np.testing.assert_allclose(a, b, rtol=1e-5)
-    c = tfxai.get_attributer("saliency+vargrad", bb, n=5, seed=3).attribute(x, t)
+    c = tfxai.get_attributer("saliency+vargrad", bb, n_samples=5, seed=3).attribute(x, t)
     assert not np.allclose(a, c)
-    d = tfxai.get_attributer("saliency+vargrad", bb, n=5).attribute(x, t, seeds=[5, 6, 7])
-    e = tfxai.get_attributer("saliency+vargrad", bb, n=5).attribute(x[1:], t[1:], seeds=[6, 7])
+    d = tfxai.get_attributer("saliency+vargrad", bb, n_samples=5).attribute(x, t, seeds=[5, 6, 7])
+    e = tfxai.get_attributer("saliency+vargrad", bb, n_samples=5).attribute(x[1:], t[1:], seeds=[6, 7])
     np.testing.assert_allclose(d[1:], e, rtol=1e-5)
 
 
 def test_contract():
     bb = backbone(small_cnn())
-    att = tfxai.get_attributer("integrated_gradients+smoothgrad", bb, n=2, steps=4, sigma=0.1)
+    att = tfxai.get_attributer("integrated_gradients+smoothgrad", bb, n_samples=2, steps=4, sigma=0.1)
     assert att.key == "integrated_gradients+smoothgrad"
     params = att.method_params()
-    assert params["n"] == 2 and params["sigma"] == 0.1 and "internal_batch_size" not in params
+    assert params["n_samples"] == 2 and params["sigma"] == 0.1 and "internal_batch_size" not in params
     assert params["inner"]["steps"] == 4 and params["inner"]["baseline"] == "black"
     assert att.stochastic and att.rerunnable
     sal = tfxai.get_attributer("saliency+smoothgrad_sq", bb)
     assert sal.map_defaults == tfxai.get_attributer("saliency", bb).map_defaults
     x = images(2)
     assert sal.to_map(sal.attribute(x, [0, 1])).shape == (2, 16, 16)
-    cam = tfxai.get_attributer("gradcam+smoothgrad", bb, n=2)
+    cam = tfxai.get_attributer("gradcam+smoothgrad", bb, n_samples=2)
     assert cam.resolution == "layer" and cam.attribute(x, [0, 1]).shape == (2, 16, 16)
     with pytest.raises(ValueError, match="noise tunnel"):
         tfxai.get_attributer("saliency+blurgrad", bb)
@@ -97,7 +97,7 @@ def test_contract():
 def test_stochastic_inner_method_seeded():
     bb = backbone(small_cnn())
     x = images(2)
-    kw = dict(n=3, background=images(2, seed=4), samples=2)
+    kw = dict(n_samples=3, inner={"background": images(2, seed=4), "n_samples": 2})
     a = tfxai.get_attributer("gradient_shap+smoothgrad", bb, **kw).attribute(x, [0, 1])
     b = tfxai.get_attributer("gradient_shap+smoothgrad", bb, batch_size=1, **kw).attribute(
         x, [0, 1])

@@ -268,7 +268,7 @@ def test_metric_needing_boxes_on_images_without_any_fails_before_the_model(
 def test_metrics_without_boxes_run_on_images_without_any(tiny_cnn_file, tmp_path):
     folder = _noise_images(tmp_path / "plain", 2, seed=4)
     res = CliRunner().invoke(main, _evaluate(tiny_cnn_file, "--metric", "infidelity",
-                                             "--param", "infidelity.n_perturbations=2",
+                                             "--param", "infidelity.n_samples=2",
                                              "--images", str(folder), "--out",
                                              str(tmp_path / "r")))
     assert res.exit_code == 0, res.output

@@ -113,7 +113,7 @@ def honest_results(folder: Path) -> Path:
         "<bndbox><xmin>9</xmin><ymin>9</ymin><xmax>40</xmax><ymax>40</ymax></bndbox></object>"
         "</annotation>"
     )
-    raw = json.dumps({"n_perturbations": 50, "normalize": False, "seed": 0, "sigma": 0.003})
+    raw = json.dumps({"n_samples": 50, "normalize": False, "seed": 0, "sigma": 0.003})
     rows = []
     for method, iou, infidelity in (("gradcam", [0.4, 0.5, 0.6], 9000.0), ("saliency", [0.4, 0.5, 0.6], 0.09)):
         for k in range(3):

@@ -44,7 +44,7 @@ def _rgb_model(bb):
 
 def test_gradient_input_equals_shap(bb):
     images, targets, seeds = _images(), [0, 2], [7, 8]
-    att = tfxai.get_attributer("shap", bb, nsamples=16, background_size=6, seed=0)
+    att = tfxai.get_attributer("shap", bb, n_samples=16, background_size=6, seed=0)
     raw = att.attribute(images, targets, seeds=seeds)
     assert raw.shape == (2, H, H, 3)
     ref_explainer = shap.GradientExplainer(_rgb_model(bb), synthetic_background(6, (H, H), 0))
@@ -65,7 +65,7 @@ def test_gradient_input_equals_shap(bb):
 def test_gradient_inner_layer_equals_shap_summed_and_upsampled(bb):
     images, targets = _images(1, 3), [1]
     bg = _images(4, 9)
-    att = tfxai.get_attributer("shap", bb, layer="c1", nsamples=12, background=bg)
+    att = tfxai.get_attributer("shap", bb, layer="c1", n_samples=12, background=bg)
     assert att.resolution == "layer"
     raw = att.attribute(images, targets, seeds=[3])
     assert raw.shape == (1, H, H)
@@ -113,14 +113,14 @@ def test_output_conventions():
 def test_background_overlap_refused(bb, tmp_path):
     images = _images(3, 5)
     with pytest.raises(BackgroundOverlapError, match="background"):
-        tfxai.get_attributer("shap", bb, nsamples=4, background=images[1:]).attribute(
+        tfxai.get_attributer("shap", bb, n_samples=4, background=images[1:]).attribute(
             images[:2], [0, 0])
     # folder background: the same files evaluated are refused by content and by path/id
     folder = tmp_path / "bg"
     folder.mkdir()
     for i, img in enumerate(images):
         Image.fromarray(img.astype(np.uint8)).save(folder / f"im{i}.png")
-    att = tfxai.get_attributer("shap", bb, nsamples=4, background=str(folder),
+    att = tfxai.get_attributer("shap", bb, n_samples=4, background=str(folder),
                                background_size=2)
     assert len(att.background_ids) == 2
     batch = tfxai.data.load_batch(tfxai.data.discover(folder), (H, H))

@@ -78,12 +78,12 @@ def test_infidelity_shares_perturbed_passes_across_methods_and_normalisation():
     rng = np.random.default_rng(1)
     phi_a, phi_b = rng.normal(size=x.shape), rng.normal(size=x.shape[:3])
     shared = SharedWork()
-    metric = Infidelity(n_perturbations=20)
+    metric = Infidelity(n_samples=20)
     va = metric.score(bb, None, x, t, phi_a, seeds=np.arange(3), shared=shared)
     first = shared.misses
     assert first == 2 * 3  # F(x) and F(x − I) per image
     vb = metric.score(bb, None, x, t, phi_b, seeds=np.arange(3), shared=shared)
-    raw = Infidelity(n_perturbations=20, normalize=False)
+    raw = Infidelity(n_samples=20, normalize=False)
     vr = raw.score(bb, None, x, t, phi_a, seeds=np.arange(3), shared=shared)
     assert shared.misses == first and shared.hits == 2 * 2 * 3
     # the same values as without sharing, bit for bit
@@ -91,10 +91,10 @@ def test_infidelity_shares_perturbed_passes_across_methods_and_normalisation():
     np.testing.assert_array_equal(vb, metric.score(bb, None, x, t, phi_b, seeds=np.arange(3)))
     np.testing.assert_array_equal(vr, raw.score(bb, None, x, t, phi_a, seeds=np.arange(3)))
     # another σ or another seed draws other perturbations: never shared
-    Infidelity(n_perturbations=20, sigma=0.01).score(bb, None, x, t, phi_a, seeds=np.arange(3),
+    Infidelity(n_samples=20, sigma=0.01).score(bb, None, x, t, phi_a, seeds=np.arange(3),
                                                      shared=shared)
     assert shared.misses == first + 3
-    Infidelity(n_perturbations=20, seed=1).score(bb, None, x, t, phi_a, seeds=np.arange(3),
+    Infidelity(n_samples=20, seed=1).score(bb, None, x, t, phi_a, seeds=np.arange(3),
                                                  shared=shared)
     assert shared.misses == first + 6
 

@@ -45,14 +45,14 @@ STATED = {
         ("method", "lime", "kernel_size"): 4.0,
         ("method", "lime", "max_dist"): 200.0,
         ("method", "lime", "ratio"): 0.2,
-        ("method", "lime", "num_samples"): 1000,
+        ("method", "lime", "n_samples"): 1000,
         ("method", "lime", "kernel_width"): 0.25,
-        ("method", "lime", "hide_color"): "0",
+        ("method", "lime", "fill"): "zero",
         ("method", "lime", "top_k"): 5,
         # SHAP: GradientExplainer at the input, nsamples=200, background of 50 images
         ("method", "shap", "explainer"): "gradient",
         ("method", "shap", "layer"): None,
-        ("method", "shap", "nsamples"): 200,
+        ("method", "shap", "n_samples"): 200,
         ("method", "shap", "background_size"): 50,
         # DeepLIFT: default reference a black image
         ("method", "deeplift", "reference"): "black",
@@ -68,14 +68,14 @@ STATED = {
         ("method", "integrated_gradients", "rule"): "riemann_right",
         ("method", "integrated_gradients", "baseline"): "black",
         # gradient SHAP: "default 5 samples per baseline"
-        ("method", "gradient_shap", "samples"): 5,
+        ("method", "gradient_shap", "n_samples"): 5,
         ("method", "guided_gradcam", None): "present",
         ("method", "deconvnet", None): "present",
     },
     "erdem2021-reliability": {
         # infidelity "σ=0.003 (Erdem); n_perturbations=50"; Erdem's is the unnormalised one
         ("metric", "infidelity", "sigma"): 0.003,
-        ("metric", "infidelity", "n_perturbations"): 50,
+        ("metric", "infidelity", "n_samples"): 50,
         ("metric", "infidelity", "normalize"): False,
         # max_sensitivity: n=10 samples, r=0.02
         ("metric", "max_sensitivity", "radius"): 0.02,
@@ -96,15 +96,15 @@ STATED = {
         ("metric", "confidence_increase", "percentile"): 50.0,
         # ROAD: p ∈ {10,…,90}, noise σ=0.01
         ("metric", "road", "percentages"): (10, 20, 30, 40, 50, 60, 70, 80, 90),
-        ("metric", "road", "noise_std"): 0.01,
+        ("metric", "road", "sigma"): 0.01,
         # mIoU: of the same explained region R against the masks
         ("metric", "iou", "region"): "top",
         ("metric", "iou", "percentile"): 50.0,
         # "GradCAM/SHAP/LIME"; SHAP nsamples=200 with 50 background images; LIME 1000 samples
         ("method", "gradcam", None): "present",
-        ("method", "shap", "nsamples"): 200,
+        ("method", "shap", "n_samples"): 200,
         ("method", "shap", "background_size"): 50,
-        ("method", "lime", "num_samples"): 1000,
+        ("method", "lime", "n_samples"): 1000,
         # labels from the sim_<synset>_<n>.jpg names
         ("setting", "labels_from_name", None): "sim_{synset}_",
     },

@@ -8,7 +8,7 @@ Python API (docs/architecture.md; conventions in docs/conventions.md)::
     att = tfxai.get_attributer("integrated_gradients", bb, steps=50)
     raw = att.attribute(data.images, targets, seeds=data.seeds)
     maps = tfxai.to_map(raw, reduce="sum", absolute=False, scale="max")
-    metric = tfxai.get_metric("infidelity", sigma=0.003, n_perturbations=50)
+    metric = tfxai.get_metric("infidelity", sigma=0.003, n_samples=50)
     scores = metric.score(bb, att, data.images, targets, attributions=raw, seeds=data.seeds)
 
 ``load_images`` loads, resizes and annotates as the CLI does, and ``data.seeds`` are the CLI's

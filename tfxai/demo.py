@@ -33,7 +33,7 @@ DEMO_METHODS: dict[str, dict[str, Any]] = {
     "guided_backprop": {},
     "integrated_gradients": {"steps": 32},
     "deeplift": {},
-    "lime": {"num_samples": 150},
+    "lime": {"n_samples": 150},
 }
 #: metrics evaluated on every method
 DEMO_METRICS = ("iou", "pointing_game", "energy_pointing_game", "infidelity")

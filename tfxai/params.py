@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tfxai.vocabulary import aliases_for, canonical_names
+
 __all__ = ["Param", "above", "at_least", "canonical_params", "json_default", "validate_params",
            "SEED_PARAM", "CHUNK_PARAM"]
 
@@ -101,11 +103,18 @@ def json_default(obj: Any) -> Any:
 def validate_params(
     owner: str, spec: dict[str, Param], given: dict[str, Any]
 ) -> dict[str, Any]:
-    """Defaults merged with ``given``; unknown names and bad values raise ``ValueError``."""
+    """Defaults merged with ``given``; unknown names and bad values raise ``ValueError``.
+
+    ``owner``'s aliases (:mod:`tfxai.vocabulary`: shap's ``nsamples``, lime's ``hide_color``...)
+    are renamed to the canonical names first."""
+    given = canonical_names(owner, given)
     unknown = sorted(set(given) - set(spec))
     if unknown:
         known = ", ".join(sorted(spec)) or "none"
-        raise ValueError(f"{owner}: unknown parameter(s) {unknown}; known parameters: {known}")
+        aliases = ", ".join(f"{a} → {c}" for a, c in sorted(aliases_for(owner).items()))
+        also = f" (also accepted: {aliases})" if aliases else ""
+        raise ValueError(f"{owner}: unknown parameter(s) {unknown}; known parameters: {known}"
+                         f"{also}")
     return {k: p.validate(owner, k, given.get(k, p.default)) for k, p in spec.items()}
 
 

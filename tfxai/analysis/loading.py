@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tfxai.vocabulary import migrate_params_json
+
 SCORES_FILE = "scores.csv"
 PREDICTIONS_FILE = "predictions.csv"
 ROAR_FILE = "roar.csv"
@@ -117,6 +119,23 @@ def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}")
+    return migrate_params_columns(frame)
+
+
+def migrate_params_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``method_params``/``metric_params`` in today's names (folders of tfxai 0.x record shap's
+    ``nsamples`` etc.: :mod:`tfxai.vocabulary`), so old and new rows of a setting group together.
+    Each distinct (owner, parameters) pair is parsed once."""
+    for column, owner in (("method_params", "method"), ("metric_params", "metric")):
+        if column not in frame.columns or owner not in frame.columns:
+            continue
+        pairs = frame[[owner, column]].astype(str).drop_duplicates()
+        table = {(o, t): migrate_params_json(o, t) for o, t in pairs.itertuples(index=False)}
+        if any(k[1] != v for k, v in table.items()):
+            keys = zip(frame[owner].astype(str), frame[column].astype(str), strict=True)
+            migrated = [table[k] for k in keys]
+            frame[column] = [m if orig == orig else orig  # keep NaN as NaN
+                             for m, orig in zip(migrated, frame[column], strict=True)]
     return frame
 
 

@@ -346,8 +346,8 @@ class GradientShap(_SeededGradientMethod):
         "background_size": Param(None, int, "use the first N background images (sorted by id); "
                                  f"None = all (synthetic: {SYNTHETIC_BACKGROUND_SIZE})",
                                   nullable=True, **above(0)),
-        "samples": Param(5, int, "samples per background image", **at_least(1)),
-        "noise": Param(0.0, float, "σ of Gaussian input noise, [0,1] units",
+        "n_samples": Param(5, int, "samples per background image", **at_least(1)),
+        "sigma": Param(0.0, float, "σ of Gaussian input noise, [0,1] units (Captum: stdevs)",
                        **at_least(0)),
         "alpha_sampling": Param("uniform", str, "α per background image: uniform (shap), "
                                 "stratified or gauss_legendre", choices=ALPHA_SAMPLING),
@@ -380,10 +380,10 @@ class GradientShap(_SeededGradientMethod):
 
     def _core(self, x: tf.Tensor, t: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         bg = tf.constant(self._background)
-        samples = self.params["samples"]
+        samples = self.params["n_samples"]
         n_bg = len(self._background)
         per_image = samples * n_bg
-        sigma = self.params["noise"] * 255.0
+        sigma = self.params["sigma"] * 255.0
         sampling = self.params["alpha_sampling"]
         strata = tf.cast(tf.tile(tf.range(samples), [n_bg]), tf.float32)  # j of draw k
         if sampling == "gauss_legendre":

@@ -53,7 +53,7 @@ class NoiseTunnel(Attributer):
     reduction: ClassVar[str] = ""
     stochastic = True
     params_spec = {
-        "n": Param(10, int, "noisy samples per image", **at_least(1)),
+        "n_samples": Param(10, int, "noisy samples per image (Captum: nt_samples)", **at_least(1)),
         "sigma": Param(0.15, float, "noise σ in [0,1] units (σ·255 on 0..255 images)",
                        **at_least(0)),
         "internal_batch_size": Param(16, int, "noisy images per call of the inner method",
@@ -106,7 +106,7 @@ class NoiseTunnel(Attributer):
         """The noisy copies (N, n, H, W, 3) for ``seeds`` as passed to ``_attribute``
         (base seed already added). For tests and pictures; :meth:`attribute` never builds them
         all at once."""
-        n = self.params["n"]
+        n = self.params["n_samples"]
         x = np.repeat(np.asarray(images, np.float32), n, axis=0)
         s = np.repeat(np.asarray(seeds, np.int64), n)
         k = np.tile(np.arange(n, dtype=np.int32), len(images))
@@ -114,7 +114,7 @@ class NoiseTunnel(Attributer):
 
     # ------------------------------------------------------------------ core
     def _attribute(self, x: tf.Tensor, targets: tf.Tensor, seeds: np.ndarray) -> np.ndarray:
-        n, chunk = self.params["n"], self.params["internal_batch_size"]
+        n, chunk = self.params["n_samples"], self.params["internal_batch_size"]
         xs = x.numpy()
         ts = targets.numpy()
         count = len(xs)

@@ -13,7 +13,7 @@ from tfxai.primitives import blur
 
 __all__ = ["Occlusion", "window_starts", "occlusion_map"]
 
-FILLS = ("0", "mean", "blur")
+FILLS = ("zero", "mean", "blur")
 SCORES = ("logit", "probability")
 
 
@@ -29,7 +29,7 @@ def window_starts(size: int, patch: int, stride: int) -> np.ndarray:
 
 
 def _fill_image(image: np.ndarray, fill: str, blur_sigma: float) -> np.ndarray:
-    if fill == "0":
+    if fill in ("zero", "0"):
         return np.zeros_like(image)
     if fill == "mean":
         return np.broadcast_to(image.mean(axis=(0, 1), keepdims=True), image.shape).copy()
@@ -43,7 +43,7 @@ def occlusion_map(
     score_fn,
     patch: int = 16,
     stride: int = 8,
-    fill: str = "0",
+    fill: str = "zero",
     blur_sigma: float = 10.0,
     chunk: int = 64,
 ) -> np.ndarray:
@@ -90,7 +90,8 @@ class Occlusion(Attributer):
     params_spec = {
         "patch": Param(16, int, "patch side in px", **above(0)),
         "stride": Param(8, int, "window stride in px", **above(0)),
-        "fill": Param("0", (str, int), "patch fill: 0, mean or blur", choices=(*FILLS, 0)),
+        "fill": Param("zero", str, "patch fill: zero, mean (image channel mean) or blur",
+                      choices=FILLS),
         "blur_sigma": Param(10.0, float, "σ in px of fill=blur", **above(0)),
         "score": Param("logit", str, "score whose drop is measured", choices=SCORES),
         "model_batch_size": Param(64, int, "occluded images per forward batch",

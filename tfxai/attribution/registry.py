@@ -9,6 +9,7 @@ from typing import Any
 
 from tfxai.attribution.base import METHODS, TUNNELS, Attributer
 from tfxai.registries import import_package_modules
+from tfxai.vocabulary import aliases_for
 
 __all__ = ["get_attributer", "list_methods", "method_info"]
 
@@ -46,7 +47,10 @@ def get_attributer(name: str, backbone: Any, **params: Any) -> Attributer:
     """Build a method by id; ``"<method>+<tunnel>"`` wraps it in a noise tunnel.
 
     For a wrapped method, parameters named in the tunnel's ``params_spec`` go to the tunnel and the
-    rest to the inner method.
+    rest to the inner method. ``inner={...}`` gives the inner method's parameters explicitly, for
+    the names both declare (``gradient_shap+smoothgrad``: the tunnel's ``n_samples`` and
+    ``sigma`` are keywords, gradient SHAP's go in ``inner``), as the recorded parameters nest
+    them.
     """
     _ensure_loaded()
     base, _, tunnel = name.partition("+")
@@ -59,6 +63,8 @@ def get_attributer(name: str, backbone: Any, **params: Any) -> Attributer:
             f"unknown noise tunnel {tunnel!r} in {name!r}; known: {', '.join(sorted(TUNNELS)) or 'none'}"
         )
     tcls = TUNNELS[tunnel]
-    tspec = set(getattr(tcls, "params_spec", {}))
-    inner = METHODS[base](backbone, **{k: v for k, v in params.items() if k not in tspec})
+    tspec = set(getattr(tcls, "params_spec", {})) | set(aliases_for(tunnel))
+    inner_params = {**dict(params.pop("inner", None) or {}),
+                    **{k: v for k, v in params.items() if k not in tspec}}
+    inner = METHODS[base](backbone, **inner_params)
     return tcls(inner, **{k: v for k, v in params.items() if k in tspec})

@@ -148,7 +148,7 @@ class Shap(Attributer):
     """SHAP through the ``shap`` package [Lundberg & Lee 2017].
 
     ``explainer="gradient"`` (default): ``shap.GradientExplainer`` (expected gradients) with
-    ``nsamples`` samples, each a random background image and a random point on the line to the
+    ``n_samples`` samples (shap's ``nsamples``), each a random background image and a random point on the line to the
     input; the explained output is the target's **pre-softmax logit** (``ranked_outputs`` =
     the target, ``output_rank_order="custom"``), seeded per image through ``rseed``.
 
@@ -180,7 +180,7 @@ class Shap(Attributer):
         "explainer": Param("gradient", str, "gradient or partition", choices=EXPLAINERS),
         "layer": Param(None, str, "inner layer for GradientExplainer (default: the input)",
                        nullable=True),
-        "nsamples": Param(200, int, "GradientExplainer samples per image",
+        "n_samples": Param(200, int, "GradientExplainer samples per image (shap: nsamples)",
                           **above(0)),
         "background": Param(None, object, "folder of background images, an array, or "
                             "'synthetic' (default)", nullable=True),
@@ -299,7 +299,7 @@ class Shap(Attributer):
             explainer = self._gradient_explainer()
             xin = x[None] if self.params["layer"] is None else self._layer_acts(x[None])
             out = explainer.shap_values(
-                xin, nsamples=self.params["nsamples"], ranked_outputs=np.array([[target]]),
+                xin, nsamples=self.params["n_samples"], ranked_outputs=np.array([[target]]),
                 output_rank_order="custom", rseed=int(seed) % 2**32,
             )
         vals = normalise_gradient_output(out, xin.ndim)[0]

@@ -53,7 +53,7 @@ __all__ = ["Lime", "LimeResult", "lime_explain", "lime_kernel", "lime_rows", "ma
            "hide_image", "SAMPLINGS", "STOPS"]
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
-HIDE_COLORS = ("0", "mean", "blur")
+FILLS = ("zero", "mean", "blur")
 SAMPLINGS = ("lime", "paired")
 STOPS = ("none", "topk_stable")
 _NUM_FEATURES = 100000  # lime's default: keep every superpixel
@@ -91,11 +91,11 @@ def hide_image(image: np.ndarray, segments: np.ndarray, hide: str, blur_sigma: f
                ) -> np.ndarray:
     """The image a hidden superpixel takes its pixels from (lime's ``fudged_image``).
 
-    ``"0"``: black (lime ``hide_color=0``); ``"mean"``: each superpixel's mean colour (lime
+    ``"zero"``: black (lime ``hide_color=0``); ``"mean"``: each superpixel's mean colour (lime
     ``hide_color=None``; computed as lime does, per segment, so the values match to the bit);
     ``"blur"``: a Gaussian blur of the image with ``blur_sigma`` pixels (not in lime).
     """
-    if hide == "0":
+    if hide in ("zero", "0"):
         return np.zeros_like(image)
     if hide == "mean":
         fudged = image.copy()
@@ -106,7 +106,7 @@ def hide_image(image: np.ndarray, segments: np.ndarray, hide: str, blur_sigma: f
         return fudged
     if hide == "blur":
         return blur(image, blur_sigma)
-    raise ValueError(f"hide_color must be one of {HIDE_COLORS}, got {hide!r}")
+    raise ValueError(f"fill must be one of {FILLS}, got {hide!r}")
 
 
 @dataclass
@@ -212,10 +212,10 @@ def lime_explain(
     target: int,
     seed: int,
     *,
-    num_samples: int = 1000,
+    n_samples: int = 1000,
     segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
     segmentation: str = "quickshift",
-    hide_color: str = "0",
+    fill: str = "zero",
     blur_sigma: float = 10.0,
     kernel_width: float = 0.25,
     chunk: int = 100,
@@ -232,7 +232,7 @@ def lime_explain(
     predict_fn, labels=(target,), top_labels=None, hide_color=..., num_samples=...,
     segmentation_fn=segmenter)`` step by step (the five steps: module docstring).
     ``sampling="paired"`` draws lime's masks each followed by its complement (:func:`lime_rows`);
-    ``stop="topk_stable"`` makes ``num_samples`` the maximum and stops once the ``stop_k`` first
+    ``stop="topk_stable"`` makes ``n_samples`` the maximum and stops once the ``stop_k`` first
     superpixels are stable over ``patience`` + 1 blocks of ``block`` rows (:func:`_fit_until_stable`).
     The result is deterministic for a seed, whatever the batching (``chunk``).
 
@@ -251,11 +251,11 @@ def lime_explain(
     rs = np.random.RandomState(int(seed) % 2**32)
     image = np.asarray(image)
     segments = _segments(image, rs, segmenter, segmentation)
-    fudged = hide_image(image, segments, hide_color, blur_sigma)
-    data = lime_rows(rs, num_samples, int(np.unique(segments).shape[0]), sampling)
+    fudged = hide_image(image, segments, fill, blur_sigma)
+    data = lime_rows(rs, n_samples, int(np.unique(segments).shape[0]), sampling)
     predict = partial(_predict_rows, predict_fn, image, fudged, segments, data, chunk)
     if stop == "none":
-        used = num_samples
+        used = n_samples
         fit = _lime_fit(data, np.concatenate(predict(0, used)), target, kernel_width, rs)
     else:
         used, fit = _fit_until_stable(predict, data, target, kernel_width, rs,
@@ -332,11 +332,13 @@ class Lime(Attributer):
     ``RandomState(seed)`` with its own per-image seed, so it equals
     ``LimeImageExplainer(random_state=seed).explain_instance`` on that image.
 
-    ``hide_color``: ``0`` (black), ``mean`` (superpixel mean, lime's ``hide_color=None``) or
-    ``blur`` (Gaussian blur, σ = ``blur_sigma`` px).
+    ``fill`` (lime's ``hide_color``): ``zero`` (black), ``mean`` (each superpixel's mean colour,
+    lime's ``hide_color=None``) or ``blur`` (Gaussian blur, σ = ``blur_sigma`` px).
+    ``n_samples`` is lime's ``num_samples``; both lime names are accepted
+    (:mod:`tfxai.vocabulary`).
 
     Fewer model calls (see :func:`lime_explain`): ``sampling="paired"`` (lime's masks each
-    followed by its complement) and ``stop="topk_stable"`` (``num_samples`` becomes the maximum;
+    followed by its complement) and ``stop="topk_stable"`` (``n_samples`` becomes the maximum;
     stop once the ``stop_k`` first superpixels have been the same set over ``patience`` + 1
     successive blocks of ``block`` samples). The defaults (``lime``, ``none``) are lime exactly.
     ``stop_k``, ``block`` and ``patience`` are recorded only with ``stop="topk_stable"``.
@@ -351,8 +353,8 @@ class Lime(Attributer):
     stochastic = True
     map_defaults = {"reduce": "sum", "absolute": False, "scale": "max"}
     params_spec = {
-        "num_samples": Param(1000, int, "perturbed samples per image",
-                             check=lambda v: v >= 2, check_doc="must be >= 2"),
+        "n_samples": Param(1000, int, "perturbed samples per image (lime: num_samples)",
+                           check=lambda v: v >= 2, check_doc="must be >= 2"),
         "segmentation": Param("quickshift", str, "lime segmenter", choices=SEGMENTATIONS),
         "kernel_size": Param(4.0, float, "quickshift kernel_size"),
         "max_dist": Param(200.0, float, "quickshift max_dist"),
@@ -362,9 +364,9 @@ class Lime(Attributer):
         "fz_scale": Param(100.0, float, "felzenszwalb scale"),
         "fz_sigma": Param(0.5, float, "felzenszwalb sigma"),
         "fz_min_size": Param(50, int, "felzenszwalb min_size"),
-        "hide_color": Param("0", (str, int), "fill of hidden superpixels: 0, mean or blur",
-                            choices=(*HIDE_COLORS, 0)),
-        "blur_sigma": Param(10.0, float, "σ in px of hide_color=blur",
+        "fill": Param("zero", str, "fill of hidden superpixels: zero, mean (superpixel mean) or "
+                      "blur (lime: hide_color 0, None)", choices=FILLS),
+        "blur_sigma": Param(10.0, float, "σ in px of fill=blur",
                             **above(0)),
         "kernel_width": Param(0.25, float, "width of lime's exponential kernel",
                               **above(0)),
@@ -374,7 +376,7 @@ class Lime(Attributer):
         "sampling": Param("lime", str, "masks: lime (i.i.d., as lime) or paired (each mask and "
                           "its complement)", choices=SAMPLINGS),
         "stop": Param("none", str, "none, or topk_stable: stop when the top stop_k set is "
-                      "stable over patience+1 blocks (num_samples = the maximum)", choices=STOPS),
+                      "stable over patience+1 blocks (n_samples = the maximum)", choices=STOPS),
         "stop_k": Param(5, int, "stop=topk_stable: size of the watched top set", **above(0)),
         "block": Param(50, int, "stop=topk_stable: samples per block",
                        check=lambda v: v >= 2, check_doc="must be >= 2"),
@@ -402,7 +404,6 @@ class Lime(Attributer):
         return params
 
     def _setup(self) -> None:
-        self.params["hide_color"] = str(self.params["hide_color"])
         p = self.params
         seg_params = {
             "quickshift": {"kernel_size": p["kernel_size"], "max_dist": p["max_dist"],
@@ -425,8 +426,8 @@ class Lime(Attributer):
         segmenter = make_segmenter(p["segmentation"], random_seed=rs_probe.randint(0, 1000),
                                    **self._seg_params)
         return lime_explain(
-            image, self._predict, target, seed, num_samples=p["num_samples"],
-            segmenter=segmenter, hide_color=p["hide_color"], blur_sigma=p["blur_sigma"],
+            image, self._predict, target, seed, n_samples=p["n_samples"],
+            segmenter=segmenter, fill=p["fill"], blur_sigma=p["blur_sigma"],
             kernel_width=p["kernel_width"], chunk=max(p["model_batch_size"], 100),
             sampling=p["sampling"], stop=p["stop"], stop_k=p["stop_k"], block=p["block"],
             patience=p["patience"],

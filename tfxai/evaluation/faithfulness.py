@@ -95,7 +95,7 @@ class Infidelity(Metric):
     """Infidelity [Yeh et al. 2019]: E_I[(Iᵀ Φ(x) − (F(x) − F(x − I)))²] (lower is better).
 
     * I ∼ N(0, σ²) per input value, σ in [0, 1] input units (σ = 0.003 → 0.003·255 in 0..255 units);
-      ``n_perturbations`` draws per image, derived from the image's seed.
+      ``n_samples`` draws per image, derived from the image's seed.
     * F is the pre-softmax logit of the target class.
     * Φ is the raw attribution (signed, in input space). An (N, H, W) attribution broadcasts over the
       three channels, so Iᵀ Φ = Σ_{h,w,c} I_hwc Φ_hw.
@@ -106,7 +106,7 @@ class Infidelity(Metric):
       ``normalize=False`` is the raw definition of Yeh et al.
 
     Iᵀ Φ is a BLAS product in the attribution's precision (float32; float64 when Φ is float64); ΔF,
-    β and the mean are float64. All n_perturbations × N perturbed images go
+    β and the mean are float64. All n_samples × N perturbed images go
     through the model in batched forward passes. An image whose prediction becomes non-finite under a
     perturbation gets NaN with a note.
     """
@@ -118,22 +118,23 @@ class Infidelity(Metric):
     params_spec = {
         "sigma": Param(0.003, float, "std of the Gaussian perturbation, [0, 1] input units",
                        **above(0)),
-        "n_perturbations": Param(50, int, "perturbations per image", **above(0)),
+        "n_samples": Param(50, int, "perturbations per image (Captum: n_perturb_samples)",
+                           **above(0)),
         "normalize": Param(True, bool, "scale Φ by the optimal β before scoring (Captum), so "
                            "methods of different scales compare; false: the raw Yeh et al. form"),
         "batch_size": BATCH_SIZE_PARAM,
     }
 
     def noise(self, seed: int, shape: tuple[int, ...]) -> np.ndarray:
-        """The (n_perturbations, H, W, 3) perturbations of one image, in 0..255 units."""
+        """The (n_samples, H, W, 3) perturbations of one image, in 0..255 units."""
         rng = np.random.default_rng([int(seed), _SALT_INFIDELITY])
-        n = self.params["n_perturbations"]
+        n = self.params["n_samples"]
         sigma = self.params["sigma"] * 255.0
         return rng.standard_normal((n, *shape), dtype=np.float32) * np.float32(sigma)
 
     def _chunks(self, ctx: EvalContext) -> Iterator[np.ndarray]:
         """Indices of images whose perturbations fill about one forward batch."""
-        per = max(1, self.params["batch_size"] // self.params["n_perturbations"])
+        per = max(1, self.params["batch_size"] // self.params["n_samples"])
         for i in range(0, len(ctx), per):
             yield np.arange(i, min(i + per, len(ctx)))
 
@@ -148,10 +149,10 @@ class Infidelity(Metric):
 
     def _perturbed_logits(self, ctx: EvalContext, idx: np.ndarray, noise: np.ndarray
                           ) -> np.ndarray:
-        """F(x − I), float64 (len(idx), n_perturbations), for the images ``idx`` and their
+        """F(x − I), float64 (len(idx), n_samples), for the images ``idx`` and their
         ``noise``. It depends on the image, target, seed, σ and n, never on Φ: computed once per
         batch and reused by every other method (and by ``normalize`` true and false)."""
-        n, bs = self.params["n_perturbations"], self.params["batch_size"]
+        n, bs = self.params["n_samples"], self.params["batch_size"]
         shape = ctx.images.shape[1:]
 
         def forward(miss: np.ndarray) -> np.ndarray:
@@ -165,7 +166,7 @@ class Infidelity(Metric):
 
     def _evaluate(self, ctx: EvalContext) -> MetricOutput:
         n_img = len(ctx)
-        n = self.params["n_perturbations"]
+        n = self.params["n_samples"]
         phi = np.asarray(ctx.attributions)
         # the dot products run in BLAS in the attribution's precision (float32, or float64 when
         # given float64); ΔF and the means are float64

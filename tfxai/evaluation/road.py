@@ -164,7 +164,7 @@ class Road(Metric):
                              "percentages of pixels removed",
                              check=lambda v: len(v) > 0 and all(0 < p < 100 for p in v),
                              check_doc="must be values in (0, 100)"),
-        "noise_std": Param(0.01, float, "imputation noise std, [0, 1] input units",
+        "sigma": Param(0.01, float, "imputation noise std, [0, 1] input units (ROAD: noise_std)",
                            **at_least(0)),
         "measure": Param("probability", str, "what the model curve follows",
                          choices=("probability", "accuracy")),
@@ -208,7 +208,7 @@ class Road(Metric):
             removed = np.zeros(h * w, bool)
             removed[ranked[i, : int(round(pcts[k] / 100 * h * w))]] = True
             return noisy_linear_impute(ctx.images[i], removed.reshape(h, w),
-                                       self.params["noise_std"],
+                                       self.params["sigma"],
                                        seed=(int(ctx.seeds[i]), k, v_idx))
 
         jobs = [(i, k) for i in range(n_img) for k in range(len(pcts))]

@@ -70,8 +70,11 @@ def stage_setter(bar: Any, model: str) -> Stage:
 def build_attributers(cfg: RunConfig, bb: Backbone) -> dict[str, Attributer]:
     out = {}
     for name in cfg.methods:
-        params = {**cfg.method_params.get(name.partition("+")[0], {}),
-                  **cfg.method_params.get(name, {})}
+        base, _, tunnel = name.partition("+")
+        params = dict(cfg.method_params.get(name, {}))
+        if tunnel and cfg.method_params.get(base):
+            # the base method's parameters are its own inside the tunnel (n_samples, sigma...)
+            params["inner"] = {**cfg.method_params[base], **params.get("inner", {})}
         try:
             att = get_attributer(name, bb, **params)
         except ValueError as exc:

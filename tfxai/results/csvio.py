@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from tfxai.vocabulary import migrate_row
+
 __all__ = ["ResultsWriteError", "CsvTable", "KeyIndex"]
 
 class ResultsWriteError(OSError):
@@ -142,12 +144,18 @@ class CsvTable:
         """Stream the complete rows as dicts of strings (a torn last line is ignored).
 
         Rows are single physical lines (values are written without line breaks), so the file is
-        read line by line and never held in memory.
+        read line by line and never held in memory. Recorded ``method_params``/``metric_params`` of tfxai 0.x are returned in today's names
+        (:func:`tfxai.vocabulary.migrate_row`), so resume keys and merges match new rows.
         """
         if not self.path.exists():
             return
         with self.path.open(newline="", encoding="utf-8") as fh:
-            yield from csv.DictReader(line for line in fh if line.endswith("\n"))
+            rows = csv.DictReader(line for line in fh if line.endswith("\n"))
+            if not {"method_params", "metric_params"} & set(rows.fieldnames or ()):
+                yield from rows
+                return
+            for row in rows:
+                yield migrate_row(row)
 
     def read(self) -> list[dict[str, str]]:
         """All complete rows as dicts of strings (a torn last line is ignored)."""

@@ -24,6 +24,7 @@ import numpy as np
 from tfxai.results.csvio import (
     _write_error,
 )
+from tfxai.vocabulary import migrate_params_json
 
 __all__ = ["params_hash", "StoredItem", "AttributionStore"]
 
@@ -39,6 +40,12 @@ def _slug(text: str) -> str:
 
 def _weights_slug(weights: str) -> str:
     return weights if weights in ("imagenet", "none", "custom") else f"file-{params_hash(weights)}"
+
+
+def _params_of(attrs: Any) -> str:
+    """A part file's recorded ``method_params`` in today's names (tfxai 0.x parts record the
+    old ones: :func:`tfxai.vocabulary.migrate_params_json`), so old parts are found."""
+    return migrate_params_json(str(attrs["method"]), str(attrs["method_params"]))
 
 
 def _enc_id(image_id: str) -> str:
@@ -191,7 +198,7 @@ class AttributionStore:
                     a = dict(f.attrs)
                     for name, ds in f.items():
                         item = StoredItem(str(a["model"]), str(a["weights"]), str(a["method"]),
-                                          str(a["method_params"]), _dec_id(name),
+                                          _params_of(a), _dec_id(name),
                                           int(ds.attrs.get("target", -1)), part,
                                           float(ds.attrs.get("seconds", np.nan)))
                         index[self._key(item)] = item
@@ -230,7 +237,7 @@ class AttributionStore:
         part = Path(part)
         with h5py.File(part, "r") as f:
             a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            key = (str(a["model"]), str(a["weights"]), str(a["method"]), str(a["method_params"]))
+            key = (str(a["model"]), str(a["weights"]), str(a["method"]), _params_of(a))
             names = [n for n, ds in f.items()
                      if self.find(*key, _dec_id(n), int(ds.attrs.get("target", -1))) is None]
             if not names:

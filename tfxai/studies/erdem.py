@@ -45,7 +45,7 @@ GRADIENT_METHODS: dict[str, dict[str, Any]] = {
 #: and Deconvolution.
 AUGMENT_METHODS: dict[str, dict[str, Any]] = {
     **{m: dict(p) for m, p in GRADIENT_METHODS.items()},
-    "gradient_shap": {"samples": 5, "background_size": GRADIENT_SHAP_BACKGROUND},
+    "gradient_shap": {"n_samples": 5, "background_size": GRADIENT_SHAP_BACKGROUND},
 }
 AUGMENT_QUICK_METHODS = ("saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam")
 #: SSIM (11×11 window, K1=0.01, K2=0.03, data range L per model×method), gated at |ΔP| < 0.05, on
@@ -61,8 +61,8 @@ RELIABILITY_METHODS: dict[str, dict[str, Any]] = {
 RELIABILITY_QUICK_METHODS = ("saliency", "deconvnet", "guided_backprop", "gradcam")
 #: infidelity as Erdem measured it (σ = 0.003, 50 perturbations, not normalised), and tfxai's
 #: normalised form beside it (a separate setting: never pooled)
-INFIDELITY = {"sigma": 0.003, "n_perturbations": 50, "normalize": False}
-INFIDELITY_NORMALISED = {"sigma": 0.003, "n_perturbations": 50, "normalize": True}
+INFIDELITY = {"sigma": 0.003, "n_samples": 50, "normalize": False}
+INFIDELITY_NORMALISED = {"sigma": 0.003, "n_samples": 50, "normalize": True}
 SENSITIVITY = {"radius": 0.02, "n_samples": 10}
 RELIABILITY_QUICK_LIMIT = 3
 #: the small_cnn family (Erdem's protocol: one architecture fine-tuned on 20..100 % of the data)

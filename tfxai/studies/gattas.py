@@ -31,11 +31,11 @@ METHODS: dict[str, dict[str, Any]] = {
     "guided_gradcam": {},
     # LIME as Gattas ran it: quickshift superpixels, 1000 samples, and the map keeps only the
     # top 5 superpixels with positive weight
-    "lime": {"num_samples": 1000, "segmentation": "quickshift", "kernel_size": 4.0,
-             "max_dist": 200.0, "ratio": 0.2, "hide_color": "0", "kernel_width": 0.25,
+    "lime": {"n_samples": 1000, "segmentation": "quickshift", "kernel_size": 4.0,
+             "max_dist": 200.0, "ratio": 0.2, "fill": "zero", "kernel_width": 0.25,
              "top_k": 5, "positive_only": True},
     # GradientExplainer at the input, 200 samples, 50 background images not in the evaluated set
-    "shap": {"explainer": "gradient", "nsamples": 200, "background_size": 50},
+    "shap": {"explainer": "gradient", "n_samples": 200, "background_size": 50},
 }
 METRICS: dict[str, dict[str, Any]] = {
     "iou": {"k": 0.5, "mask": "union"},

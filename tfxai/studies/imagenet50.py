@@ -23,14 +23,14 @@ __all__ = ["ImageNet50Occlusion"]
 METHODS: dict[str, dict[str, Any]] = {
     "gradcam": {},
     # the evaluated images are the ImageNet50 photographs: the background is SHAP's synthetic one
-    "shap": {"explainer": "gradient", "nsamples": 200, "background_size": 50},
-    "lime": {"num_samples": 1000, "segmentation": "quickshift", "kernel_size": 4.0,
-             "max_dist": 200.0, "ratio": 0.2, "hide_color": "0", "kernel_width": 0.25},
+    "shap": {"explainer": "gradient", "n_samples": 200, "background_size": 50},
+    "lime": {"n_samples": 1000, "segmentation": "quickshift", "kernel_size": 4.0,
+             "max_dist": 200.0, "ratio": 0.2, "fill": "zero", "kernel_width": 0.25},
 }
 QUICK_METHODS = ("gradcam", "shap")
 #: R = the top 50 % of the map; occluded pixels filled with 0 (black)
 OCCLUSION = {"percentile": 50.0, "fill": "zero"}
-ROAD = {"percentages": [10, 20, 30, 40, 50, 60, 70, 80, 90], "noise_std": 0.01,
+ROAD = {"percentages": [10, 20, 30, 40, 50, 60, 70, 80, 90], "sigma": 0.01,
         "measure": "probability"}
 #: mIoU: the IoU of the same region R with the ground truth (hand masks, else boxes)
 MIOU = {"region": "top", "percentile": 50.0, "mask": "union"}
