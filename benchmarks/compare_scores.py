@@ -53,6 +53,33 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, rtol: float, atol: float) -> t
     return summary.reset_index(), missing
 
 
+TEXT_COLUMNS = ["method_params", "metric_params", "note"]
+
+
+def compare_text(old: pd.DataFrame, new: pd.DataFrame) -> str:
+    """The recorded parameters and notes of matched rows, as text. The parameters of both files
+    are first put in today's names (:mod:`tfxai.vocabulary`: ``n_perturbations`` → ``n_samples``
+    ...), as every reader of a results folder does; the line says how many were renamed."""
+    from tfxai.vocabulary import migrate_params_json
+
+    cols = [c for c in TEXT_COLUMNS if c in old.columns and c in new.columns]
+    both = old.merge(new, on=KEYS, how="inner", suffixes=("_old", "_new"))
+    renamed, differ = 0, {}
+    for col in cols:
+        a = both[f"{col}_old"].fillna("").astype(str)
+        b = both[f"{col}_new"].fillna("").astype(str)
+        if col != "note":
+            owner = both["method"] if col == "method_params" else both["metric"]
+            for side in (a, b):
+                migrated = [migrate_params_json(o, t) for o, t in zip(owner, side, strict=True)]
+                renamed += sum(m != t for m, t in zip(migrated, side, strict=True))
+                side[:] = migrated
+        differ[col] = int((a != b).sum())
+    shown = ", ".join(f"{c} {n}" for c, n in differ.items())
+    return (f"text columns differing on matched rows: {shown} "
+            f"({renamed} old parameter strings put in today's names first)")
+
+
 def compare_predictions(old_dir: Path, new_dir: Path) -> str | None:
     po, pn = old_dir / "predictions.csv", new_dir / "predictions.csv"
     if not (po.exists() and pn.exists()):
@@ -81,10 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{total} rows matched, {bad} disagree at rtol={args.rtol:g} (atol={args.atol:g}), "
           f"{missing} present on one side only; worst relative difference "
           f"{np.nanmax(summary['worst_rel'].to_numpy(float)):.2e}")
+    text = compare_text(load(args.old), load(args.new))
+    print(text)
     pred = compare_predictions(args.old.parent, args.new.parent)
     if pred:
         print(pred)
-    return 0 if bad == 0 and missing == 0 else 1
+    return 0 if bad == 0 and missing == 0 and _no_text_difference(text) else 1
+
+
+def _no_text_difference(line: str) -> bool:
+    counts = line.split(": ", 1)[1].split(" (")[0]
+    return all(part.rsplit(" ", 1)[1] == "0" for part in counts.split(", "))
 
 
 if __name__ == "__main__":
