@@ -400,7 +400,8 @@ def _verdict_text(test: pd.DataFrame, metric: str, v: pd.Series, relative: bool,
     if flagged:
         text += ("; input-independent on these models (runs.jsonl): "
                  + ", ".join(f"{m} on {Path(model).stem}" for model, m in sorted(flagged))
-                 + " (its sensitivity is 0 by construction)")
+                 + (" (its sensitivity is 0 by construction)" if relative else
+                    " (its map is the same for every image of a class)"))
     return text
 
 
