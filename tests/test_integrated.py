@@ -128,6 +128,37 @@ def test_memory_is_chunked_and_result_independent_of_chunks():
     assert small._fn.experimental_get_tracing_count() == 1
 
 
+def _while_loops(fn: tf.types.experimental.ConcreteFunction) -> list[int]:
+    """``parallel_iterations`` of every while loop in a traced function and its sub-graphs."""
+    graphs, seen, out = [fn.graph], set(), []
+    while graphs:
+        g = graphs.pop()
+        for op in g.get_operations():
+            if op.type in ("While", "StatelessWhile"):
+                out.append(op.get_attr("parallel_iterations"))
+        for name in getattr(g, "_functions", {}):
+            if name not in seen:
+                seen.add(name)
+                graphs.append(g._functions[name].graph)
+    return out
+
+
+def test_chunks_run_one_at_a_time():
+    """The chunk loop runs one chunk at a time. tf.while_loop's default (10 iterations in
+    parallel) kept up to 10 chunks' activations alive: IG on 16 EfficientNet-Lite2 images took
+    15 GB instead of 3."""
+    bb = backbone(zoo_cnn(), output="probabilities")
+    ig = tfxai.get_attributer("integrated_gradients", bb, steps=16, internal_batch_size=4)
+    ig.attribute(images(2), [0, 1])
+    loops = _while_loops(ig._fn.get_concrete_function())
+    assert loops and all(p == 1 for p in loops), loops
+    adaptive = tfxai.get_attributer("integrated_gradients", bb, rule="adaptive", steps=16,
+                                    internal_batch_size=4)
+    adaptive.attribute(images(2), [0, 1])
+    loops = _while_loops(adaptive._round_fn.get_concrete_function())
+    assert len(loops) == 2 and all(p == 1 for p in loops), loops
+
+
 def test_seeded_baselines_batch_independent():
     bb = backbone(small_cnn())
     x = images(3)
