@@ -143,20 +143,20 @@ def _while_loops(fn: tf.types.experimental.ConcreteFunction) -> list[int]:
     return out
 
 
-def test_chunks_run_one_at_a_time():
-    """The chunk loop runs one chunk at a time. tf.while_loop's default (10 iterations in
-    parallel) kept up to 10 chunks' activations alive: IG on 16 EfficientNet-Lite2 images took
-    15 GB instead of 3."""
+def test_at_most_two_chunks_in_flight():
+    """The chunk loops run at most two chunks at once. tf.while_loop's default (10 iterations
+    in parallel) kept up to 10 chunks' activations alive: IG on 16 EfficientNet-Lite2 images
+    took 15 GB instead of 3."""
     bb = backbone(zoo_cnn(), output="probabilities")
     ig = tfxai.get_attributer("integrated_gradients", bb, steps=16, internal_batch_size=4)
     ig.attribute(images(2), [0, 1])
     loops = _while_loops(ig._fn.get_concrete_function())
-    assert loops and all(p == 1 for p in loops), loops
+    assert loops and all(p <= 2 for p in loops), loops
     adaptive = tfxai.get_attributer("integrated_gradients", bb, rule="adaptive", steps=16,
                                     internal_batch_size=4)
     adaptive.attribute(images(2), [0, 1])
     loops = _while_loops(adaptive._round_fn.get_concrete_function())
-    assert len(loops) == 2 and all(p == 1 for p in loops), loops
+    assert len(loops) == 2 and all(p <= 2 for p in loops), loops
 
 
 def test_seeded_baselines_batch_independent():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfxai.attribution.gradients import CHUNKS_IN_FLIGHT
 from tfxai.attribution.quadrature import gauss_legendre
 from tfxai.primitives import target_score
 
@@ -68,8 +69,8 @@ def make_round(logits: Callable[[tf.Tensor], tf.Tensor], chunk: int) -> RoundFn:
         n_grad = tf.shape(g_img)[0]
         g_values = pieces(n_grad)
         for i in tf.range((n_grad + chunk - 1) // chunk):
-            # one chunk at a time (bounded memory; see gradients.accumulate_gradients)
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            # bounded memory: see gradients.accumulate_gradients
+            tf.autograph.experimental.set_loop_options(parallel_iterations=CHUNKS_IN_FLIGHT)
             rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_grad))
             pts, t = points(rows, g_img, g_alpha)
             with tf.GradientTape() as tape:
@@ -83,7 +84,7 @@ def make_round(logits: Callable[[tf.Tensor], tf.Tensor], chunk: int) -> RoundFn:
         n_fwd = tf.shape(f_img)[0]
         f_values = pieces(n_fwd)
         for i in tf.range((n_fwd + chunk - 1) // chunk):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            tf.autograph.experimental.set_loop_options(parallel_iterations=CHUNKS_IN_FLIGHT)
             rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_fwd))
             pts, t = points(rows, f_img, f_alpha)
             f_values = f_values.write(i, target_score(logits(pts), t))
