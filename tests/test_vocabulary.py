@@ -11,6 +11,7 @@ import pytest
 import tfxai
 from tfxai.attribution.base import METHODS, TUNNELS
 from tfxai.evaluation.base import METRICS
+from tfxai.params import canonical_params
 from tfxai.vocabulary import ALIASES, VOCABULARY, migrate_params_json, migrate_row
 
 
@@ -90,6 +91,8 @@ OLD = [
 @pytest.mark.parametrize("owner, old, new", OLD)
 def test_recorded_strings_of_old_folders_are_migrated(owner, old, new):
     assert migrate_params_json(owner, old) == new
+    # the migrated string is the canonical JSON a new run records for those parameters
+    assert new == canonical_params(json.loads(new))
     assert migrate_params_json(owner, new) == new
     # a method that has no such alias keeps the name
     assert migrate_params_json("saliency", '{"n":3}') == '{"n":3}'

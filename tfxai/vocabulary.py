@@ -124,6 +124,8 @@ def _migrate(owner: str, text: str) -> str:
     migrated = _migrate_dict(owner, params)
     if migrated == params:
         return text
+    # the form of tfxai.params.canonical_params (not imported: params imports this module);
+    # tests/test_vocabulary.py checks the two agree
     return json.dumps(migrated, sort_keys=True, separators=(",", ":"))
 
 
