@@ -125,17 +125,16 @@ def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
 def migrate_params_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """``method_params``/``metric_params`` in today's names (folders of tfxai 0.x record shap's
     ``nsamples`` etc.: :mod:`tfxai.vocabulary`), so old and new rows of a setting group together.
-    Each distinct (owner, parameters) pair is parsed once."""
+    Each distinct (owner, parameters) pair is parsed once (``migrate_params_json`` caches)."""
     for column, owner in (("method_params", "method"), ("metric_params", "metric")):
         if column not in frame.columns or owner not in frame.columns:
             continue
-        pairs = frame[[owner, column]].astype(str).drop_duplicates()
-        table = {(o, t): migrate_params_json(o, t) for o, t in pairs.itertuples(index=False)}
-        if any(k[1] != v for k, v in table.items()):
-            keys = zip(frame[owner].astype(str), frame[column].astype(str), strict=True)
-            migrated = [table[k] for k in keys]
-            frame[column] = [m if orig == orig else orig  # keep NaN as NaN
-                             for m, orig in zip(migrated, frame[column], strict=True)]
+        recorded = frame[column].notna()
+        owners = frame.loc[recorded, owner].astype(str)
+        texts = frame.loc[recorded, column].astype(str)
+        migrated = [migrate_params_json(o, t) for o, t in zip(owners, texts, strict=True)]
+        if any(m != t for m, t in zip(migrated, texts, strict=True)):
+            frame.loc[recorded, column] = migrated
     return frame
 
 

@@ -144,8 +144,9 @@ class CsvTable:
         """Stream the complete rows as dicts of strings (a torn last line is ignored).
 
         Rows are single physical lines (values are written without line breaks), so the file is
-        read line by line and never held in memory. Recorded ``method_params``/``metric_params`` of tfxai 0.x are returned in today's names
-        (:func:`tfxai.vocabulary.migrate_row`), so resume keys and merges match new rows.
+        read line by line and never held in memory. Recorded ``method_params``/``metric_params``
+        of tfxai 0.x are returned in today's names (:func:`tfxai.vocabulary.migrate_row`), so
+        resume keys and merges match new rows.
         """
         if not self.path.exists():
             return
