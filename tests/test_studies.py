@@ -375,9 +375,16 @@ def test_analyse_a_folder_with_only_roar_or_models_csv(tmp_path, only):
     (tmp_path / only).write_text(text)
     res = CliRunner().invoke(main, ["analyse", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "report.html").is_file()
+    report = (tmp_path / "report.html").read_text()
+    # no empty score sections: there is no scores.csv to summarise
+    for title in ("Summary", "Undefined values", "Reliability of the measures", "Confidence bands",
+                  "Cost"):
+        assert f">{title}" not in report, title
+    assert "(no rows)" not in report
+    assert "Run parameters and versions" in report
     if only == "roar.csv":
         assert (tmp_path / "roar_summary.csv").is_file()
+        assert ">ROAR</h2>" in report
 
 
 # ----------------------------------------------------------------------------------------------

@@ -50,8 +50,33 @@ def build_report(
     out: Path,
 ) -> Path:
     """Write ``out/report.html``: results first, then run parameters and versions."""
+    sections = list(study_sections(results.study, results.studies))
+    if not tables["_scores"].empty:  # a roar.csv- or models.csv-only folder has none of these
+        sections.extend(_score_sections(tables, drawn, options))
+    if "ssim_augmentation_groups" in tables:
+        sections.append(Section("Augmentation robustness (SSIM)", [
+            table_block(compact(tables["ssim_augmentation_groups"]), "Rotations vs filters"),
+            table_block(compact(tables["ssim_augmentation_variants"]), "Per augmentation"),
+        ]))  # fmt: skip
+    if not tables["cost"].empty:
+        sections.append(_cost_section(tables))
+    if drawn.get("curves"):
+        sections.append(Section("Curves", [figures_block(drawn["curves"])]))
+    if "roar_summary" in tables:
+        sections.append(Section("ROAR", [
+            figures_block(drawn.get("roar", [])),
+            table_block(tables["roar_summary"], "roar_summary.csv"),
+        ]))  # fmt: skip
+    sections.append(_run_section(tables, results, options))
+    return write_report(out / "report.html", "tfxai analysis report", sections, notes)
+
+
+def _score_sections(
+    tables: Mapping[str, pd.DataFrame], drawn: Plots, options: AnalysisOptions
+) -> list[Section]:
+    """The sections read from ``scores.csv``: summary, undefined values, reliability, gallery and
+    confidence bands."""
     sections = [
-        *study_sections(results.study, results.studies),
         _summary_section(tables, drawn, options),
         _undefined_section(tables),
         _reliability_section(tables, drawn, options),
@@ -62,21 +87,7 @@ def build_report(
         f"Confidence bands (high: top-1 p > {options.high_confidence:g})",
         [table_block(drop_blank(compact(tables["summary_by_band"])), "summary_by_band.csv")],
     ))  # fmt: skip
-    if "ssim_augmentation_groups" in tables:
-        sections.append(Section("Augmentation robustness (SSIM)", [
-            table_block(compact(tables["ssim_augmentation_groups"]), "Rotations vs filters"),
-            table_block(compact(tables["ssim_augmentation_variants"]), "Per augmentation"),
-        ]))  # fmt: skip
-    sections.append(_cost_section(tables))
-    if drawn.get("curves"):
-        sections.append(Section("Curves", [figures_block(drawn["curves"])]))
-    if "roar_summary" in tables:
-        sections.append(Section("ROAR", [
-            figures_block(drawn.get("roar", [])),
-            table_block(tables["roar_summary"], "roar_summary.csv"),
-        ]))  # fmt: skip
-    sections.append(_run_section(tables, results, options))
-    return write_report(out / "report.html", "tfxai analysis report", sections, notes)
+    return sections
 
 
 def _summary_section(
@@ -186,12 +197,15 @@ def _run_section(
 ) -> Section:
     """What was analysed, with which parameters and versions."""
     scores = tables["_scores"]
+    shown = [(runs_table(scores, results.predictions), "Results folders"),
+             (tables["model_info"], "Models")]
+    blocks = [table_block(frame, caption) for frame, caption in shown if not frame.empty]
+    blocks.extend(_commands_blocks([r for r in results.runs if r.get("command") != "warning"]))
+    if not scores.empty:
+        blocks.extend([table_block(parameters_table(scores, "method"), "Method parameters"),
+                       table_block(parameters_table(scores, "metric"), "Metric parameters")])
     return Section("Run parameters and versions", [
-        table_block(runs_table(scores, results.predictions), "Results folders"),
-        table_block(tables["model_info"], "Models"),
-        *_commands_blocks([r for r in results.runs if r.get("command") != "warning"]),
-        table_block(parameters_table(scores, "method"), "Method parameters"),
-        table_block(parameters_table(scores, "metric"), "Metric parameters"),
+        *blocks,
         kv_table(_option_values(options, results), "Analysis options"),
         kv_table(versions(), "Versions"),
     ])  # fmt: skip
@@ -200,7 +214,7 @@ def _run_section(
 def _commands_blocks(records: Sequence[Mapping[str, object]]) -> list[str]:
     """One name/value table per ``runs.jsonl`` record (long JSON values wrap inside their cell)."""
     if not records:
-        return [table_block(pd.DataFrame(), "Commands run (runs.jsonl)")]
+        return [paragraph("No runs.jsonl: the commands that wrote these results are not recorded.")]
     table = commands_table(list(records))
     blocks = []
     for k, row in enumerate(table.to_dict("records"), start=1):

@@ -153,7 +153,7 @@ class Loreth2023Roar(Study):
                 published = ("baseline (random ranking)" if method == "random" else
                              "criterion: below random's accuracy at this t (REFERENCE.md gives no "
                              "Loreth numbers)")
-                note = f"n = seeds; random's mean {base:.3f}" if method != "random" else "n = seeds"
+                note = "n = seeds; the baseline is the random row at the same t"
                 cell = cell_row(self.name, TABLE, method, f"t={t:g}", rows["accuracy"], published,
                                 model, note, rows["seed"])
                 out.append(cell)
