@@ -226,6 +226,22 @@ def test_gattas_study_csv_has_the_schema_every_published_cell_and_band_means(tmp
     assert findings.loc["IOU order", "ours"] == 0.0
 
 
+def test_gattas_band_finding_is_untestable_and_says_why_when_no_image_is_confident(tmp_path):
+    study = get_study("gattas2020")
+    s = study.settings()
+    rows = [_score(image, "m0", method, s["methods"][method], metric, params, 0.3, conf)
+            for image, conf in (("a", 0.85), ("b", 0.40))
+            for method in s["columns"].values() for metric, params in s["metrics"].items()]
+    pd.DataFrame(rows).to_csv(tmp_path / "scores.csv", index=False)
+    frame = pd.DataFrame(study.rows(_context(study, tmp_path, ["m0"])))
+    band = frame[frame["row"] == "high vs low confidence"].iloc[0]
+    assert math.isnan(band["ours"])  # not testable, neither holds nor fails
+    assert ("0 images with top-1 p > 0.9 and 2 at or below it on m0 (highest top-1 p 0.850)"
+            in band["note"])
+    high = frame[frame["row"].str.endswith("high") & (frame["table"] != "findings")]
+    assert len(high) == 8 and high["ours"].isna().all() and high["published"].notna().all()
+
+
 def test_imagenet50_cells_pair_models_by_position_and_keep_published_values(tmp_path):
     study = get_study("imagenet50-occlusion")
     s = study.settings()

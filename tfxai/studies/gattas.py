@@ -162,10 +162,11 @@ class Gattas2020(Study):
                     rows = select(scores, method, METHODS[method], metric, METRICS[metric], model)
                     means[(model, label, "all", column)] = float(
                         pd.to_numeric(rows["value"], errors="coerce").mean())
-            out.extend(self._findings(model, means, values))
+            out.extend(self._findings(model, means, values, _bands_text(scores, model)))
         return out
 
-    def _findings(self, model: str, means: dict, values: dict) -> list[dict[str, Any]]:
+    def _findings(self, model: str, means: dict, values: dict, bands: str
+                  ) -> list[dict[str, Any]]:
         pub = self.published()["findings"]
         out = []
         for label, finding in (("IOU", "IOU order"), ("IOU*", "IOU* order")):
@@ -205,10 +206,20 @@ class Gattas2020(Study):
         holds = None if pairs == 0 else higher == pairs
         evidence = (f"{higher} of {pairs} method × metric pairs higher for high confidence"
                     + (f" (not: {', '.join(lower)})" if lower else "")
-                    + ("" if pairs else ": a band has no image"))
+                    + ("" if pairs else f": {bands}"))
         out.append(finding_row(self.name, "high vs low confidence", pub["high vs low confidence"],
                                holds, model, evidence))
         return out
 
     def analysis_options(self, ctx: StudyContext) -> dict[str, Any]:
         return {"high_confidence": HIGH_CONFIDENCE}
+
+
+def _bands_text(scores: pd.DataFrame, model: str) -> str:
+    """How many images each confidence band of ``model`` holds, and its highest top-1 p."""
+    rows = scores[scores["model"] == model].drop_duplicates("image_id")
+    conf = pd.to_numeric(rows["confidence"], errors="coerce")
+    high, low = int((conf > HIGH_CONFIDENCE).sum()), int((conf <= HIGH_CONFIDENCE).sum())
+    top = f"{conf.max():.3f}" if conf.notna().any() else "n/a"
+    return (f"{high} images with top-1 p > {HIGH_CONFIDENCE:g} and {low} at or below it on {model} "
+            f"(highest top-1 p {top}); both bands need an image")
