@@ -205,8 +205,7 @@ class Gattas2020(Study):
                     lower.append(f"{label} {column}")
         holds = None if pairs == 0 else higher == pairs
         evidence = (f"{higher} of {pairs} method × metric pairs higher for high confidence"
-                    + (f" (not: {', '.join(lower)})" if lower else "")
-                    + ("" if pairs else f": {bands}"))
+                    + (f" (not: {', '.join(lower)})" if lower else "")) if pairs else bands
         out.append(finding_row(self.name, "high vs low confidence", pub["high vs low confidence"],
                                holds, model, evidence))
         return out
