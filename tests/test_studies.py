@@ -262,6 +262,24 @@ def test_imagenet50_cells_pair_models_by_position_and_keep_published_values(tmp_
     assert verdict["ours"].tolist() == [1.0]
 
 
+def test_imagenet50_subject_vs_background_needs_the_paired_interval_above_zero(tmp_path):
+    """s > b on average by a difference within the noise of six images is no finding."""
+    study = get_study("imagenet50-occlusion")
+    params = study.settings()["metrics"]["confidence_drop"]
+    diffs = {"noisy": (10.0, -8.0, 6.0, -5.0, 9.0, -4.0), "clear": (30.0, 25.0, 40.0, 35.0, 20.0,
+                                                                      28.0)}
+    rows = [_score(f"i{k}", model, "gradcam", {}, "confidence_drop", params, value, 0.5, variant)
+            for model, ds in diffs.items() for k, d in enumerate(ds)
+            for variant, value in (("s", 50.0 + d), ("b", 50.0))]
+    pd.DataFrame(rows).to_csv(tmp_path / "scores.csv", index=False)
+    frame = pd.DataFrame(study.rows(_context(study, tmp_path, ["noisy", "clear"])))
+    found = frame[frame["row"] == "subject vs background: gradcam"].set_index("model")
+    assert found.loc["noisy", "ours"] == 0.0  # mean s − b is +1.3, the interval includes 0
+    assert "s − b per image +1.3 points" in found.loc["noisy", "note"]
+    assert "includes 0: not distinguishable" in found.loc["noisy", "note"]
+    assert found.loc["clear", "ours"] == 1.0 and "(above 0)" in found.loc["clear", "note"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Segmentation masks
 
