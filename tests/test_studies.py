@@ -226,6 +226,36 @@ def test_gattas_study_csv_has_the_schema_every_published_cell_and_band_means(tmp
     assert findings.loc["IOU order", "ours"] == 0.0
 
 
+def test_gattas_order_finding_reads_pairs_by_their_paired_interval(tmp_path):
+    """A pair is confirmed, reversed or undecided by the bootstrap interval of the per-image
+    difference; a pair in the published order by a noise-sized mean is not a confirmation."""
+    study = get_study("gattas2020")
+    s = study.settings()
+    noise = (-0.05, 0.04, -0.05, 0.04, -0.05, 0.06)  # GradCAM − LIME: mean +0.002, sign flips
+    offsets = {"clear": {"DeepLIFT": 0.1, "SHAP": 0.1, "GradCAM": 0.0, "LIME": -0.1},
+               "noisy": {"DeepLIFT": 0.1, "SHAP": 0.1, "GradCAM": 0.0, "LIME": None},
+               "reversed": {"DeepLIFT": -0.05, "SHAP": 0.1, "GradCAM": 0.0, "LIME": -0.1}}
+    rows = []
+    for model, by_column in offsets.items():
+        for k in range(6):
+            for column, method in s["columns"].items():
+                offset = by_column[column] if by_column[column] is not None else noise[k]
+                for metric, params in s["metrics"].items():
+                    rows.append(_score(f"i{k}", model, method, s["methods"][method], metric,
+                                       params, 0.3 + 0.01 * k + offset, 0.5))
+    pd.DataFrame(rows).to_csv(tmp_path / "scores.csv", index=False)
+    frame = pd.DataFrame(study.rows(_context(study, tmp_path, list(offsets))))
+    order = frame[frame["row"] == "IOU order"].set_index("model")
+    assert order.loc["clear", "ours"] == 1.0
+    assert "of 5 published pairs, 5 confirmed; 0 reversed; 0 undecided" in order.loc["clear", "note"]
+    assert math.isnan(order.loc["noisy", "ours"])  # one pair within the noise: not testable
+    assert "4 confirmed; 0 reversed; 1 undecided: the interval includes 0 (GradCAM − LIME +0.002"\
+        in order.loc["noisy", "note"]
+    assert order.loc["reversed", "ours"] == 0.0
+    assert "1 reversed (DeepLIFT − GradCAM -0.050 [-0.050, -0.050] over 6 images)" in \
+        order.loc["reversed", "note"]
+
+
 def test_gattas_band_finding_is_untestable_and_says_why_when_no_image_is_confident(tmp_path):
     study = get_study("gattas2020")
     s = study.settings()
@@ -275,7 +305,7 @@ def test_imagenet50_subject_vs_background_needs_the_paired_interval_above_zero(t
     frame = pd.DataFrame(study.rows(_context(study, tmp_path, ["noisy", "clear"])))
     found = frame[frame["row"] == "subject vs background: gradcam"].set_index("model")
     assert found.loc["noisy", "ours"] == 0.0  # mean s − b is +1.3, the interval includes 0
-    assert "s − b per image +1.3 points" in found.loc["noisy", "note"]
+    assert "s − b per image (points) +1.3 [" in found.loc["noisy", "note"]
     assert "includes 0: not distinguishable" in found.loc["noisy", "note"]
     assert found.loc["clear", "ours"] == 1.0 and "(above 0)" in found.loc["clear", "note"]
 

@@ -5,13 +5,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from tfxai.studies.background import with_background
-from tfxai.studies.base import Study, StudyContext, cell_row, finding_row, select
+from tfxai.studies.base import (
+    Study,
+    StudyContext,
+    cell_row,
+    finding_row,
+    paired_difference,
+    select,
+)
 from tfxai.studies.data import DataChoice
 from tfxai.studies.runs import evaluate, read_scores
 
@@ -76,6 +84,9 @@ class Gattas2020(Study):
             "metrics: IOU with k=0.5 (|map| below 0.5·σ set to 0), IOU* with k=1; the ground "
             "truth M is the union of the annotated boxes (or the segmentation mask)",
             "split: high confidence when the top-1 probability > 0.9, else low; means per band",
+            "orders: a published pair (2 % apart or more in both bands) is confirmed when the "
+            "95 % bootstrap interval of our per-image difference lies above 0, reversed below "
+            "0, undecided otherwise; the order holds when every pair is confirmed",
             "images squashed to the model's input size; the predicted class is explained (on "
             "logits: Gattas used the softmax by mistake, REFERENCE.md)",
             f"--quick: {self.quick_models[0]} on {2 * QUICK_PER_BAND} images: the first "
@@ -162,36 +173,44 @@ class Gattas2020(Study):
                     rows = select(scores, method, METHODS[method], metric, METRICS[metric], model)
                     means[(model, label, "all", column)] = float(
                         pd.to_numeric(rows["value"], errors="coerce").mean())
-            out.extend(self._findings(model, means, values, _bands_text(scores, model)))
+            out.extend(self._order_findings(scores, model, means, values))
+            out.extend(self._findings(model, means, _bands_text(scores, model)))
         return out
 
-    def _findings(self, model: str, means: dict, values: dict, bands: str
-                  ) -> list[dict[str, Any]]:
+    def _order_findings(self, scores: pd.DataFrame, model: str, means: dict, values: dict
+                        ) -> list[dict[str, Any]]:
+        """Does each published pair keep its order on ``model``? A pair is confirmed when the
+        bootstrap interval of our per-image difference lies above 0, reversed when below, and
+        undecided when it includes 0. The finding holds when every pair is confirmed, does not
+        when one is reversed, and is not testable when the rest are undecided."""
         pub = self.published()["findings"]
         out = []
         for label, finding in (("IOU", "IOU order"), ("IOU*", "IOU* order")):
-            tested, agree, shown = 0, 0, []
+            metric = METRIC_ROWS[label]
+            per = {c: select(scores, m, METHODS[m], metric, METRICS[metric], model)
+                   for c, m in COLUMNS.items()}
+            states: dict[int, list[str]] = {1: [], -1: [], 0: []}
+            for a, b in _published_pairs(values, label):
+                diff = paired_difference(per[a], per[b])
+                if not math.isnan(diff.mean):
+                    states[diff.sign].append(f"{a} − {b} {diff.text()}")
+            tested = sum(len(v) for v in states.values())
+            holds = (None if tested == 0 or (states[0] and not states[-1])
+                     else not states[-1])
             ours = {c: means[(model, label, "all", c)] for c in COLUMNS}
-            for a in COLUMNS:
-                for b in COLUMNS:
-                    pa = [values[f"{label} {band}"][a] for band in ("high", "low")]
-                    pb = [values[f"{label} {band}"][b] for band in ("high", "low")]
-                    # a pair is tested when a is ahead of b by more than TIE in both bands
-                    if not all(x - y > TIE * max(x, y) for x, y in zip(pa, pb, strict=True)):
-                        continue
-                    if np.isnan(ours[a]) or np.isnan(ours[b]):
-                        continue
-                    tested += 1
-                    ok = ours[a] > ours[b]
-                    agree += ok
-                    if not ok:
-                        shown.append(f"{a} ≤ {b}")
             order = " > ".join(f"{c} {ours[c]:.3f}" for c in sorted(
                 COLUMNS, key=lambda c: -ours[c] if not np.isnan(ours[c]) else np.inf))
-            holds = None if tested == 0 else agree == tested
-            evidence = (f"ours (all images): {order}; {agree} of {tested} published pairs in the "
-                        "same order" + (f" (not: {', '.join(shown)})" if shown else ""))
+            evidence = f"ours (all images): {order}; of {tested} published pairs, " + "; ".join(
+                f"{len(states[k])} {name}" + (f" ({', '.join(states[k])})" if states[k] and k < 1
+                                              else "")
+                for k, name in ((1, "confirmed"), (-1, "reversed"),
+                                (0, "undecided: the interval includes 0")))
             out.append(finding_row(self.name, finding, pub[finding], holds, model, evidence))
+        return out
+
+    def _findings(self, model: str, means: dict, bands: str) -> list[dict[str, Any]]:
+        pub = self.published()["findings"]
+        out = []
         pairs, higher, lower = 0, 0, []
         for label in METRIC_ROWS:
             for column in COLUMNS:
@@ -222,3 +241,15 @@ def _bands_text(scores: pd.DataFrame, model: str) -> str:
     top = f"{conf.max():.3f}" if conf.notna().any() else "n/a"
     return (f"{high} images with top-1 p > {HIGH_CONFIDENCE:g} and {low} at or below it on {model} "
             f"(highest top-1 p {top}); both bands need an image")
+
+
+def _published_pairs(values: dict, label: str) -> list[tuple[str, str]]:
+    """(a, b) where the study has a ahead of b by more than :data:`TIE` in both bands."""
+    pairs = []
+    for a in COLUMNS:
+        for b in COLUMNS:
+            pa = [values[f"{label} {band}"][a] for band in ("high", "low")]
+            pb = [values[f"{label} {band}"][b] for band in ("high", "low")]
+            if all(x - y > TIE * max(x, y) for x, y in zip(pa, pb, strict=True)):
+                pairs.append((a, b))
+    return pairs

@@ -14,7 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from tfxai.studies.base import Study, StudyContext, cell_row, finding_row, select
+from tfxai.studies.base import (
+    Study,
+    StudyContext,
+    cell_row,
+    finding_row,
+    paired_difference,
+    select,
+)
 from tfxai.studies.runs import evaluate, limit_of, read_scores
 
 __all__ = ["ImageNet50Occlusion"]
@@ -35,6 +42,9 @@ ROAD = {"percentages": [10, 20, 30, 40, 50, 60, 70, 80, 90], "sigma": 0.01,
 MIOU = {"region": "top", "percentile": 50.0, "mask": "union"}
 QUICK_LIMIT = 3
 
+
+#: how the interval of a paired difference reads
+_SIGN_TEXT = {1: " (above 0)", -1: " (below 0)", 0: " (includes 0: not distinguishable)"}
 
 class ImageNet50Occlusion(Study):
     name = "imagenet50-occlusion"
@@ -168,9 +178,14 @@ class ImageNet50Occlusion(Study):
                     continue  # not run (e.g. --quick, --method)
                 s, b = drops[(method, "s")], drops[(method, "b")]
                 n = drop[drop["method"] == method]["image_id"].nunique()
-                holds, paired = _subject_beats_background(drop[drop["method"] == method])
+                rows = drop[drop["method"] == method]
+                diff = paired_difference(rows[rows["variant"] == "s"],
+                                         rows[rows["variant"] == "b"])
+                # it holds when the interval of s − b lies above 0: not on noise
+                holds = None if math.isnan(diff.mean) else diff.sign > 0
                 evidence = (f"confidence drop (%) when the subject (s) / the background (b) is "
-                            f"occluded: s {s:.1f} vs b {b:.1f}; {paired}")
+                            f"occluded: s {s:.1f} vs b {b:.1f}; s − b per image (points) "
+                            f"{diff.text(1)}{_SIGN_TEXT[diff.sign]}")
                 if (method, "s") in rises.index and (method, "b") in rises.index:
                     evidence += (f"; confidence increase (% of images): b {rises[(method, 'b')]:.1f}"
                                  f" vs s {rises[(method, 's')]:.1f}")
@@ -191,28 +206,3 @@ class ImageNet50Occlusion(Study):
             out.append(finding_row(self.name, "mIoU by backbone", pub["mIoU by backbone"],
                                    rising, family, evidence))
         return out
-
-
-def _subject_beats_background(drop: pd.DataFrame) -> tuple[bool | None, str]:
-    """Whether occluding the subject drops the confidence more than occluding the background:
-    the per-image difference s − b, with its 95 % bootstrap interval over images. It holds when
-    the interval lies above 0 (with one image, when the difference is positive), so a difference
-    within the noise of a few images is not read as a finding."""
-    from tfxai.analysis.summary import bootstrap_ci
-
-    values = drop.assign(value=pd.to_numeric(drop["value"], errors="coerce"))
-    table = values.pivot_table(index="image_id", columns="variant", values="value",
-                               aggfunc="mean")
-    if not {"s", "b"} <= set(table.columns):
-        return None, "no image with both variants"
-    diff = (table["s"] - table["b"]).dropna()
-    if diff.empty:
-        return None, "no image with both variants defined"
-    mean = float(diff.mean())
-    low, high, k = bootstrap_ci(diff.to_numpy(), list(diff.index))
-    if math.isnan(low):
-        return mean > 0, f"s − b per image {mean:+.1f} points (one image: no interval)"
-    verdict = ("above 0" if low > 0 else "below 0" if high < 0
-               else "includes 0: not distinguishable")
-    return bool(low > 0), (f"s − b per image {mean:+.1f} points, 95% bootstrap interval "
-                           f"[{low:+.1f}, {high:+.1f}] over {k} images ({verdict})")
