@@ -169,15 +169,11 @@ class Gattas2020(Study):
                                         values[row][column], model, note, part["image_id"])
                         out.append(cell)
                         means[(model, label, band, column)] = cell["ours"]
-                for column, method in COLUMNS.items():  # both bands, for the orderings
-                    rows = select(scores, method, METHODS[method], metric, METRICS[metric], model)
-                    means[(model, label, "all", column)] = float(
-                        pd.to_numeric(rows["value"], errors="coerce").mean())
-            out.extend(self._order_findings(scores, model, means, values))
-            out.extend(self._findings(model, means, _bands_text(scores, model)))
+            out.extend(self._order_findings(scores, model, values))
+            out.extend(self._band_finding(model, means, _bands_text(scores, model)))
         return out
 
-    def _order_findings(self, scores: pd.DataFrame, model: str, means: dict, values: dict
+    def _order_findings(self, scores: pd.DataFrame, model: str, values: dict
                         ) -> list[dict[str, Any]]:
         """Does each published pair keep its order on ``model``? A pair is confirmed when the
         bootstrap interval of our per-image difference lies above 0, reversed when below, and
@@ -195,9 +191,9 @@ class Gattas2020(Study):
                 if not math.isnan(diff.mean):
                     states[diff.sign].append(f"{a} − {b} {diff.text()}")
             tested = sum(len(v) for v in states.values())
-            holds = (None if tested == 0 or (states[0] and not states[-1])
-                     else not states[-1])
-            ours = {c: means[(model, label, "all", c)] for c in COLUMNS}
+            holds = False if states[-1] else True if tested and not states[0] else None
+            ours = {c: float(pd.to_numeric(per[c]["value"], errors="coerce").mean())
+                    for c in COLUMNS}  # both bands
             order = " > ".join(f"{c} {ours[c]:.3f}" for c in sorted(
                 COLUMNS, key=lambda c: -ours[c] if not np.isnan(ours[c]) else np.inf))
             evidence = f"ours (all images): {order}; of {tested} published pairs, " + "; ".join(
@@ -208,7 +204,7 @@ class Gattas2020(Study):
             out.append(finding_row(self.name, finding, pub[finding], holds, model, evidence))
         return out
 
-    def _findings(self, model: str, means: dict, bands: str) -> list[dict[str, Any]]:
+    def _band_finding(self, model: str, means: dict, bands: str) -> list[dict[str, Any]]:
         pub = self.published()["findings"]
         out = []
         pairs, higher, lower = 0, 0, []
