@@ -46,6 +46,7 @@ QUICK_LIMIT = 3
 #: how the interval of a paired difference reads
 _SIGN_TEXT = {1: " (above 0)", -1: " (below 0)", 0: " (includes 0: not distinguishable)"}
 
+
 class ImageNet50Occlusion(Study):
     name = "imagenet50-occlusion"
     title = "ImageNet50: confidence under occlusion, ROAD and mIoU of Grad-CAM, SHAP and LIME"
@@ -177,8 +178,8 @@ class ImageNet50Occlusion(Study):
                 if (method, "s") not in drops.index or (method, "b") not in drops.index:
                     continue  # not run (e.g. --quick, --method)
                 s, b = drops[(method, "s")], drops[(method, "b")]
-                n = drop[drop["method"] == method]["image_id"].nunique()
                 rows = drop[drop["method"] == method]
+                n = rows["image_id"].nunique()
                 diff = paired_difference(rows[rows["variant"] == "s"],
                                          rows[rows["variant"] == "b"])
                 # it holds when the interval of s − b lies above 0: not on noise
